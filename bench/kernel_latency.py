@@ -1,0 +1,123 @@
+"""Kernel start-up and `SELECT 1` round trip, Kestrel next to ipykernel and jupysql+DuckDB, one harness, one run.
+
+Start-up: launch → first kernel_info_reply (jupyter_client's wait_for_ready), over --starts launches.
+Round trip: execute_request sent → status idle received for it, over --cells cells after a warm-up.
+
+    .venv/bin/python bench/kernel_latency.py [--starts 10] [--cells 300] [--record]
+
+--record appends the table to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+from jupyter_client import KernelManager
+
+PEERS = [
+    # (label, kernel name, set-up cells, the cell timed)
+    ("Kestrel `SELECT 1`", "kestrel", [], "SELECT 1"),
+    ("ipykernel `1+1`", "python3", [], "1+1"),
+    ("jupysql+DuckDB `%sql SELECT 1`", "python3", ["%load_ext sql", "%config SqlMagic.displaylimit = 10", "%sql duckdb://"], "%sql SELECT 1"),
+]
+
+
+def start(kernel_name: str):
+    km = KernelManager(kernel_name=kernel_name)
+    t0 = time.perf_counter()
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=120)
+    return km, kc, time.perf_counter() - t0
+
+
+def run_cell(kc, code: str) -> float:
+    t0 = time.perf_counter()
+    msg_id = kc.execute(code)
+    while True:
+        msg = kc.get_iopub_msg(timeout=60)
+        if (
+            msg["parent_header"].get("msg_id") == msg_id
+            and msg["msg_type"] == "status"
+            and msg["content"]["execution_state"] == "idle"
+        ):
+            elapsed = time.perf_counter() - t0
+            break
+    reply = kc.get_shell_msg(timeout=60)
+    assert reply["content"]["status"] == "ok", (code, reply["content"])
+    return elapsed
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
+    return values[k]
+
+
+def measure(label, kernel, setup, cell, starts, cells):
+    startups = []
+    for _ in range(starts):
+        km, kc, t = start(kernel)
+        startups.append(t)
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    km, kc, _ = start(kernel)
+    for code in setup:
+        run_cell(kc, code)
+    for _ in range(20):
+        run_cell(kc, cell)
+    trips = [run_cell(kc, cell) for _ in range(cells)]
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+    return {
+        "label": label,
+        "startup_ms": statistics.median(startups) * 1000,
+        "p50_ms": pct(trips, 50) * 1000,
+        "p99_ms": pct(trips, 99) * 1000,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--starts", type=int, default=10)
+    ap.add_argument("--cells", type=int, default=300)
+    ap.add_argument("--record", action="store_true")
+    args = ap.parse_args()
+
+    rows = [measure(*peer, args.starts, args.cells) for peer in PEERS]
+    kestrel, ipy, jupysql = rows
+    lines = [
+        f"### Kernel start-up and round trip — {datetime.date.today().isoformat()}",
+        "",
+        f"{platform.node() or 'host'}: {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}; {args.starts} launches (median), {args.cells} timed cells after 20 warm-up.",
+        "",
+        "| kernel | start-up (launch → kernel_info_reply), median | round trip p50 | round trip p99 |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['startup_ms']:.0f} ms | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms |")
+    lines += [
+        "",
+        f"Kestrel / ipykernel: start-up {kestrel['startup_ms'] / ipy['startup_ms']:.2f}x (target ≤ 0.5x), "
+        f"round trip p50 {kestrel['p50_ms'] / ipy['p50_ms']:.2f}x (target ≤ 1.0x). "
+        f"Kestrel / jupysql: round trip p50 {kestrel['p50_ms'] / jupysql['p50_ms']:.2f}x (target ≤ 0.3x).",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.record:
+        results = Path(__file__).with_name("RESULTS.md")
+        existing = results.read_text() if results.exists() else "# Benchmark results\n\nNewest first within each section.\n\n"
+        results.write_text(existing.rstrip() + "\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+//! Tab completion: keywords, functions, tables, and the columns of the tables the statement names.
+//!
+//! Offsets are bytes into the cell. The word being typed is replaced whole (`start..end` spans the identifier
+//! around the cursor). After `alias.` or `table.` only that table's columns are offered; after FROM/JOIN/INTO the
+//! tables come first. Keywords are offered only once a prefix is typed, in the case the user types them.
+
+use crate::input::{is_word_char, lex, TokenKind};
+use crate::names::{self, find_table, tables_in_statement, TableName};
+use datafusion::execution::context::SessionContext;
+
+/// What a completion candidate is, for clients that show it (JupyterLab's completer does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CandidateKind {
+    Column,
+    Table,
+    Function,
+    Keyword,
+}
+
+impl CandidateKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CandidateKind::Column => "column",
+            CandidateKind::Table => "table",
+            CandidateKind::Function => "function",
+            CandidateKind::Keyword => "keyword",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub text: String,
+    pub kind: CandidateKind,
+    /// A short description: a column's type, a table's column count.
+    pub detail: Option<String>,
+}
+
+/// Completion candidates replacing `code[start..end]`.
+#[derive(Debug, Clone, Default)]
+pub struct Completion {
+    pub candidates: Vec<Candidate>,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Completion {
+    pub fn matches(&self) -> Vec<String> {
+        self.candidates.iter().map(|c| c.text.clone()).collect()
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The identifier around `cursor`: (start, end).
+pub(crate) fn word_around(code: &str, cursor: usize) -> (usize, usize) {
+    let cursor = floor_char_boundary(code, cursor);
+    let start = code[..cursor]
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| is_word_char(c))
+        .last()
+        .map_or(cursor, |(i, _)| i);
+    let end = code[cursor..]
+        .char_indices()
+        .find(|&(_, c)| !is_word_char(c))
+        .map_or(code.len(), |(i, _)| cursor + i);
+    (start, end)
+}
+
+/// The dotted qualifier before `start` (`t.` → "t", `s.t.` → "s.t"), if any.
+pub(crate) fn qualifier_before(code: &str, start: usize) -> Option<String> {
+    let before = &code[..start];
+    let mut rest = before.strip_suffix('.')?;
+    let mut parts = Vec::new();
+    loop {
+        let (s, _) = word_around(rest, rest.len());
+        if s == rest.len() {
+            break;
+        }
+        parts.push(rest[s..].trim_matches('"').to_string());
+        rest = &rest[..s];
+        match rest.strip_suffix('.') {
+            Some(r) => rest = r,
+            None => break,
+        }
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    parts.reverse();
+    Some(parts.join("."))
+}
+
+fn starts_with_ignore_case(candidate: &str, prefix: &str) -> bool {
+    candidate.len() >= prefix.len()
+        && candidate.is_char_boundary(prefix.len())
+        && candidate[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// The keyword just before the word being typed, uppercased (e.g. "FROM").
+fn previous_word(code: &str, start: usize) -> Option<String> {
+    lex(&code[..start])
+        .iter()
+        .rev()
+        .find(|t| !matches!(t.kind, TokenKind::Comment { .. }))
+        .filter(|t| t.kind == TokenKind::Word)
+        .map(|t| t.text(code).to_ascii_uppercase())
+}
+
+/// Is the cursor inside a string literal or comment? Nothing to complete there.
+fn in_literal(code: &str, cursor: usize) -> bool {
+    lex(code).iter().any(|t| {
+        // Whether the token still extends when the cursor sits right at its end.
+        let open_at_end = match t.kind {
+            TokenKind::Str { closed } => !closed,
+            TokenKind::Comment { closed } => !closed || code[t.start..].starts_with("--"),
+            _ => return false,
+        };
+        t.start < cursor && (cursor < t.end || (cursor == t.end && open_at_end))
+    })
+}
+
+pub(crate) async fn complete(ctx: &SessionContext, code: &str, cursor: usize) -> Completion {
+    let cursor = floor_char_boundary(code, cursor);
+    let (start, end) = word_around(code, cursor);
+    let mut out = Completion {
+        candidates: Vec::new(),
+        start,
+        end,
+    };
+    if in_literal(code, cursor) {
+        out.start = cursor;
+        out.end = cursor;
+        return out;
+    }
+    let prefix = &code[start..cursor];
+    let tables = names::list_tables(ctx);
+    let uses = tables_in_statement(code, cursor, &tables);
+    let mut push = |out: &mut Completion, text: String, kind, detail: Option<String>| {
+        if starts_with_ignore_case(&text, prefix) && !out.candidates.iter().any(|c| c.text == text) {
+            out.candidates.push(Candidate { text, kind, detail });
+        }
+    };
+
+    // `alias.` / `table.` → that table's columns; `schema.` → its tables.
+    if let Some(qualifier) = qualifier_before(code, start) {
+        let table = uses
+            .iter()
+            .find(|u| u.alias.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&qualifier)))
+            .map(|u| u.table.clone())
+            .or_else(|| find_table(&tables, &qualifier));
+        if let Some(table) = table {
+            add_columns(ctx, &table, &mut out, &mut push).await;
+        } else {
+            let dotted = format!("{qualifier}.");
+            for t in &tables {
+                if let Some(rest) = t.typed.strip_prefix(&dotted) {
+                    push(&mut out, rest.to_string(), CandidateKind::Table, None);
+                }
+            }
+        }
+        return out;
+    }
+
+    let wants_table = matches!(
+        previous_word(code, start).as_deref(),
+        Some("FROM" | "JOIN" | "INTO" | "TABLE" | "UPDATE" | "DESCRIBE" | "EXISTS")
+    );
+    let add_tables = |out: &mut Completion, push: &mut dyn FnMut(&mut Completion, String, CandidateKind, Option<String>)| {
+        for t in &tables {
+            if !t.typed.starts_with("information_schema.") || !prefix.is_empty() {
+                push(out, t.typed.clone(), CandidateKind::Table, None);
+            }
+        }
+    };
+    if wants_table {
+        // A relation goes here: a table, or a table function such as generate_series.
+        add_tables(&mut out, &mut push);
+        for f in names::table_function_names(ctx) {
+            push(&mut out, f, CandidateKind::Function, None);
+        }
+        return out;
+    }
+    for u in &uses {
+        add_columns(ctx, &u.table, &mut out, &mut push).await;
+    }
+    add_tables(&mut out, &mut push);
+    if !prefix.is_empty() {
+        for f in names::function_names(ctx) {
+            push(&mut out, f, CandidateKind::Function, None);
+        }
+        let lower = prefix.chars().all(|c| !c.is_alphabetic() || c.is_lowercase());
+        for kw in names::sql_keywords() {
+            let kw = if lower { kw.to_ascii_lowercase() } else { kw.to_string() };
+            push(&mut out, kw, CandidateKind::Keyword, None);
+        }
+    }
+    out
+}
+
+async fn add_columns(
+    ctx: &SessionContext,
+    table: &TableName,
+    out: &mut Completion,
+    push: &mut (dyn FnMut(&mut Completion, String, CandidateKind, Option<String>) + Send),
+) {
+    if let Some(schema) = names::table_schema(ctx, table).await {
+        for field in schema.fields() {
+            push(out, field.name().clone(), CandidateKind::Column, Some(field.data_type().to_string()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Engine;
+
+    async fn engine() -> Engine {
+        let engine = Engine::new();
+        engine
+            .run_cell(
+                "CREATE TABLE sessions (user_id BIGINT, page TEXT, duration DOUBLE); \
+                 CREATE TABLE users (user_id BIGINT, name TEXT)",
+                &crate::RunOptions::all_rows(),
+            )
+            .await
+            .expect("setup");
+        engine
+    }
+
+    fn texts(c: &Completion) -> Vec<&str> {
+        c.candidates.iter().map(|c| c.text.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn columns_of_the_named_table_come_first() {
+        let e = engine().await;
+        let code = "SELECT du FROM sessions";
+        let c = e.complete(code, 9).await;
+        assert_eq!((c.start, c.end), (7, 9));
+        assert_eq!(texts(&c)[0], "duration");
+        assert_eq!(c.candidates[0].kind, CandidateKind::Column);
+        assert_eq!(c.candidates[0].detail.as_deref(), Some("Float64"));
+    }
+
+    #[tokio::test]
+    async fn tables_after_from() {
+        let e = engine().await;
+        let c = e.complete("SELECT * FROM se", 16).await;
+        assert_eq!(texts(&c), ["sessions"]);
+        assert_eq!((c.start, c.end), (14, 16));
+    }
+
+    #[tokio::test]
+    async fn alias_dot_gives_that_tables_columns_only() {
+        let e = engine().await;
+        let code = "SELECT u. FROM sessions s JOIN users AS u ON s.user_id = u.user_id";
+        let c = e.complete(code, 9).await;
+        assert_eq!(texts(&c), ["user_id", "name"]);
+        assert_eq!((c.start, c.end), (9, 9));
+    }
+
+    #[tokio::test]
+    async fn keywords_and_functions_follow_the_case_typed() {
+        let e = engine().await;
+        let c = e.complete("SEL", 3).await;
+        assert!(texts(&c).contains(&"SELECT"));
+        assert!(!texts(&c).contains(&"select"));
+        let c = e.complete("select appro", 12).await;
+        assert!(texts(&c).contains(&"approx_distinct"), "{:?}", texts(&c));
+        let c = e.complete("select * fr", 11).await;
+        assert!(texts(&c).contains(&"from"), "{:?}", texts(&c));
+    }
+
+    #[tokio::test]
+    async fn the_word_around_the_cursor_is_replaced_whole() {
+        let e = engine().await;
+        let code = "SELECT * FROM sesXX";
+        let c = e.complete(code, 17).await;
+        assert_eq!((c.start, c.end), (14, 19));
+    }
+
+    #[tokio::test]
+    async fn nothing_inside_strings() {
+        let e = engine().await;
+        let c = e.complete("SELECT 'se", 10).await;
+        assert!(c.candidates.is_empty());
+    }
+
+    #[tokio::test]
+    async fn unicode_offsets_are_bytes() {
+        let e = engine().await;
+        let code = "SELECT 'ü', du FROM sessions";
+        let cursor = code.find("du").expect("du") + 2;
+        let c = e.complete(code, cursor).await;
+        assert_eq!(&code[c.start..c.end], "du");
+        assert_eq!(texts(&c)[0], "duration");
+    }
+}

@@ -1,0 +1,189 @@
+//! kestrel-engine: the SQL engine behind the Kestrel kernel, embeddable anywhere (kernel, CLI, tests).
+//!
+//! An [`Engine`] is one DataFusion `SessionContext` with Kestrel's extensions registered. A cell's text is parsed
+//! into statements up front (a syntax error anywhere runs nothing), then each statement is planned and executed in
+//! order; a query's result is collected as a bounded preview plus an exact row count, so a two-million-row result
+//! costs a counter, not memory. Errors are classified for the user in [`error`].
+//!
+//! The engine knows nothing of Jupyter: completion, inspection and input completeness are answered in terms of
+//! text and byte offsets, and rendering is the caller's business.
+
+pub mod complete;
+pub mod error;
+pub mod input;
+pub mod inspect;
+mod names;
+mod outcome;
+
+pub use complete::Completion;
+pub use error::{EngineError, ErrorKind};
+pub use input::{input_state, InputState};
+pub use inspect::Inspection;
+pub use outcome::{group_thousands, rows as count_rows, Confirmation, Outcome, QueryResult};
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::sql::sqlparser::dialect::dialect_from_str;
+use futures::StreamExt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How much of a query result to keep, and where to report progress.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Keep at most this many rows of a query result (the rest is counted, not kept). `None` keeps everything.
+    pub preview_rows: Option<usize>,
+    /// Counters updated while the cell runs, for a progress display.
+    pub progress: Option<Arc<Progress>>,
+}
+
+impl RunOptions {
+    /// Keep every row (command-line output, tests).
+    pub fn all_rows() -> Self {
+        Self::default()
+    }
+
+    /// Keep the first `n` rows and count the rest (notebook display).
+    pub fn preview(n: usize) -> Self {
+        Self {
+            preview_rows: Some(n),
+            progress: None,
+        }
+    }
+
+    pub fn with_progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+}
+
+/// Live counters of a running cell: which statement runs and how many rows it has produced so far.
+#[derive(Debug, Default)]
+pub struct Progress {
+    statement: AtomicUsize,
+    statements: AtomicUsize,
+    rows: AtomicU64,
+}
+
+impl Progress {
+    /// (1-based statement running, statements in the cell).
+    pub fn statement(&self) -> (usize, usize) {
+        (self.statement.load(Ordering::Relaxed), self.statements.load(Ordering::Relaxed))
+    }
+
+    /// Rows the running statement has produced so far.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+}
+
+/// One embedded SQL session. Cloning is cheap and shares the session (tables, settings).
+#[derive(Clone)]
+pub struct Engine {
+    ctx: SessionContext,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Engine {
+    /// A fresh session with every Kestrel extension registered.
+    pub fn new() -> Self {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        Self { ctx }
+    }
+
+    /// The DataFusion session, for callers that register their own tables or functions.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Splits a cell into its statements. Comments and empty statements are dropped; a syntax error anywhere fails
+    /// the whole cell, so a typo in the third statement does not leave the first two half-applied.
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, EngineError> {
+        let state = self.ctx.state();
+        let dialect_name = state.config().options().sql_parser.dialect;
+        let dialect = dialect_from_str(dialect_name).ok_or_else(|| {
+            EngineError::new(
+                ErrorKind::Plan,
+                format!("unsupported SQL dialect '{dialect_name}' in datafusion.sql_parser.dialect"),
+            )
+        })?;
+        let mut parser = DFParserBuilder::new(sql)
+            .with_dialect(dialect.as_ref())
+            .build()?;
+        Ok(parser.parse_statements()?.into_iter().collect())
+    }
+
+    /// Plans and runs one statement.
+    pub async fn execute(&self, statement: Statement, opts: &RunOptions) -> Result<Outcome, EngineError> {
+        let started = Instant::now();
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(statement).await?;
+        let kind = outcome::StatementKind::of(&plan);
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let schema = df.schema().inner().clone();
+        let mut stream = df.execute_stream().await?;
+
+        let keep = opts.preview_rows.unwrap_or(usize::MAX);
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut kept = 0usize;
+        let mut total: u64 = 0;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            total += batch.num_rows() as u64;
+            if let Some(p) = &opts.progress {
+                p.rows.store(total, Ordering::Relaxed);
+            }
+            if kept < keep {
+                let take = (keep - kept).min(batch.num_rows());
+                kept += take;
+                batches.push(if take == batch.num_rows() {
+                    batch
+                } else {
+                    batch.slice(0, take)
+                });
+            }
+        }
+        Ok(kind.into_outcome(schema, batches, total, started.elapsed()))
+    }
+
+    /// Runs every statement of a cell in order and returns the last one's outcome (`None` for a cell with no
+    /// statements). An error names the failing statement when the cell holds several.
+    pub async fn run_cell(&self, sql: &str, opts: &RunOptions) -> Result<Option<Outcome>, EngineError> {
+        let statements = self.parse(sql)?;
+        let count = statements.len();
+        let mut last = None;
+        for (i, statement) in statements.into_iter().enumerate() {
+            if let Some(p) = &opts.progress {
+                p.statements.store(count, Ordering::Relaxed);
+                p.statement.store(i + 1, Ordering::Relaxed);
+                p.rows.store(0, Ordering::Relaxed);
+            }
+            let outcome = self
+                .execute(statement, opts)
+                .await
+                .map_err(|e| e.in_statement(i, count))?;
+            last = Some(outcome);
+        }
+        Ok(last)
+    }
+
+    /// Completion candidates at byte offset `cursor` of `code`.
+    pub async fn complete(&self, code: &str, cursor: usize) -> Completion {
+        complete::complete(&self.ctx, code, cursor).await
+    }
+
+    /// What is known about the name at byte offset `cursor` of `code`: a table's columns or a function's docs.
+    pub async fn inspect(&self, code: &str, cursor: usize) -> Option<Inspection> {
+        inspect::inspect(&self.ctx, code, cursor).await
+    }
+}

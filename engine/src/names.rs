@@ -1,0 +1,222 @@
+//! The names a session knows — tables, their columns, functions — and the tables a statement refers to.
+//! Shared by completion and inspection.
+
+use crate::input::{lex, Token, TokenKind};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{Documentation, Signature};
+use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
+use datafusion::common::TableReference;
+use std::collections::BTreeSet;
+
+/// A table as a user would type it: bare in the default schema, `schema.table` elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TableName {
+    pub typed: String,
+}
+
+impl TableName {
+    fn reference(&self) -> TableReference {
+        TableReference::parse_str(&self.typed)
+    }
+}
+
+/// Every table of the session, default schema first. `information_schema` is listed qualified only.
+pub(crate) fn list_tables(ctx: &SessionContext) -> Vec<TableName> {
+    let state = ctx.state();
+    let options = state.config().options();
+    let (default_catalog, default_schema) = (
+        options.catalog.default_catalog.clone(),
+        options.catalog.default_schema.clone(),
+    );
+    let mut out = Vec::new();
+    for catalog_name in ctx.catalog_names() {
+        let Some(catalog) = ctx.catalog(&catalog_name) else { continue };
+        for schema_name in catalog.schema_names() {
+            let Some(schema) = catalog.schema(&schema_name) else { continue };
+            for table in schema.table_names() {
+                let typed = if catalog_name == default_catalog && schema_name == default_schema {
+                    table
+                } else if catalog_name == default_catalog {
+                    format!("{schema_name}.{table}")
+                } else {
+                    format!("{catalog_name}.{schema_name}.{table}")
+                };
+                out.push(TableName { typed });
+            }
+        }
+    }
+    out.sort_by_key(|t| (t.typed.contains('.'), t.typed.clone()));
+    out
+}
+
+/// Finds a table by the name a user typed (case-insensitively for unquoted names).
+pub(crate) fn find_table(tables: &[TableName], typed: &str) -> Option<TableName> {
+    tables
+        .iter()
+        .find(|t| t.typed == typed)
+        .or_else(|| tables.iter().find(|t| t.typed.eq_ignore_ascii_case(typed)))
+        .cloned()
+}
+
+pub(crate) async fn table_schema(ctx: &SessionContext, table: &TableName) -> Option<SchemaRef> {
+    ctx.table_provider(table.reference()).await.ok().map(|p| p.schema())
+}
+
+pub(crate) async fn table_kind(ctx: &SessionContext, table: &TableName) -> Option<String> {
+    use datafusion::datasource::TableType;
+    let provider = ctx.table_provider(table.reference()).await.ok()?;
+    Some(
+        match provider.table_type() {
+            TableType::Base => "table",
+            TableType::View => "view",
+            TableType::Temporary => "temporary table",
+        }
+        .to_string(),
+    )
+}
+
+/// A table a statement names, with the alias it is given there.
+#[derive(Debug, Clone)]
+pub(crate) struct TableUse {
+    pub table: TableName,
+    pub alias: Option<String>,
+}
+
+/// The tokens of the statement that contains byte offset `cursor`.
+pub(crate) fn statement_tokens(code: &str, cursor: usize) -> Vec<Token> {
+    let tokens = lex(code);
+    let mut current = Vec::new();
+    for token in tokens {
+        if token.kind == TokenKind::Punct(';') {
+            if token.start >= cursor {
+                break;
+            }
+            current.clear();
+            continue;
+        }
+        if !matches!(token.kind, TokenKind::Comment { .. }) {
+            current.push(token);
+        }
+    }
+    current
+}
+
+fn is_keyword(word: &str) -> bool {
+    let upper = word.to_ascii_uppercase();
+    ALL_KEYWORDS.binary_search(&upper.as_str()).is_ok()
+}
+
+/// Unquoted name text of a word or quoted-name token.
+fn name_text<'a>(code: &'a str, token: &Token) -> Option<&'a str> {
+    match token.kind {
+        TokenKind::Word => Some(token.text(code)),
+        TokenKind::QuotedName { closed: true } => {
+            let t = token.text(code);
+            Some(&t[1..t.len() - 1])
+        }
+        _ => None,
+    }
+}
+
+/// The tables named in the statement around `cursor`, with their aliases.
+pub(crate) fn tables_in_statement(code: &str, cursor: usize, tables: &[TableName]) -> Vec<TableUse> {
+    let tokens = statement_tokens(code, cursor);
+    let mut uses: Vec<TableUse> = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        // Longest dotted name starting here: a, a.b, a.b.c
+        let mut parts = Vec::new();
+        let mut j = i;
+        while let Some(part) = tokens.get(j).and_then(|t| name_text(code, t)) {
+            parts.push(part);
+            if tokens.get(j + 1).map(|t| t.kind) == Some(TokenKind::Punct('.')) {
+                j += 2;
+            } else {
+                j += 1;
+                break;
+            }
+        }
+        if parts.is_empty() {
+            i += 1;
+            continue;
+        }
+        let typed = parts.join(".");
+        if let Some(table) = find_table(tables, &typed) {
+            let mut alias = None;
+            let mut k = j;
+            if tokens.get(k).is_some_and(|t| t.kind == TokenKind::Word && t.text(code).eq_ignore_ascii_case("AS")) {
+                k += 1;
+            }
+            if let Some(word) = tokens.get(k).and_then(|t| name_text(code, t)) {
+                if !is_keyword(word) || k > j {
+                    alias = Some(word.to_string());
+                }
+            }
+            if !uses.iter().any(|u| u.table == table && u.alias == alias) {
+                uses.push(TableUse { table, alias });
+            }
+        }
+        i = j.max(i + 1);
+    }
+    uses
+}
+
+/// Table functions (`generate_series`, `range`, ...), sorted.
+pub(crate) fn table_function_names(ctx: &SessionContext) -> BTreeSet<String> {
+    ctx.state().table_functions().keys().cloned().collect()
+}
+
+/// A function of any kind, as much as inspection needs to know.
+pub(crate) struct FunctionInfo<'a> {
+    pub name: String,
+    pub kind: &'static str,
+    pub signature: &'a Signature,
+    pub documentation: Option<&'a Documentation>,
+}
+
+/// Every function name the session knows (scalar, aggregate, window, table), lowercase, sorted.
+pub(crate) fn function_names(ctx: &SessionContext) -> BTreeSet<String> {
+    let state = ctx.state();
+    let mut names = BTreeSet::new();
+    names.extend(state.scalar_functions().keys().cloned());
+    names.extend(state.aggregate_functions().keys().cloned());
+    names.extend(state.window_functions().keys().cloned());
+    names.extend(state.table_functions().keys().cloned());
+    names
+}
+
+/// Calls `f` with what the session knows of function `name`, if it is one.
+pub(crate) fn with_function<R>(ctx: &SessionContext, name: &str, f: impl FnOnce(FunctionInfo<'_>) -> R) -> Option<R> {
+    let state = ctx.state();
+    let key = name.to_ascii_lowercase();
+    if let Some(udf) = state.scalar_functions().get(&key) {
+        return Some(f(FunctionInfo {
+            name: udf.name().to_string(),
+            kind: "scalar function",
+            signature: udf.signature(),
+            documentation: udf.documentation(),
+        }));
+    }
+    if let Some(udaf) = state.aggregate_functions().get(&key) {
+        return Some(f(FunctionInfo {
+            name: udaf.name().to_string(),
+            kind: "aggregate function",
+            signature: udaf.signature(),
+            documentation: udaf.documentation(),
+        }));
+    }
+    if let Some(udwf) = state.window_functions().get(&key) {
+        return Some(f(FunctionInfo {
+            name: udwf.name().to_string(),
+            kind: "window function",
+            signature: udwf.signature(),
+            documentation: udwf.documentation(),
+        }));
+    }
+    None
+}
+
+pub(crate) fn sql_keywords() -> &'static [&'static str] {
+    ALL_KEYWORDS
+}

@@ -1,0 +1,59 @@
+//! `kestrel sql`: the notebook's engine from a shell, for pipelines. Query results go to stdout as a table, CSV
+//! or JSON lines; confirmations of DDL/DML go to stderr so that stdout stays data.
+
+use crate::render;
+use anyhow::Context;
+use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
+use datafusion::arrow::json::LineDelimitedWriter;
+use kestrel_engine::{Engine, Outcome, RunOptions};
+use std::io::Write;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    /// A boxed text table
+    Table,
+    /// CSV with a header row
+    Csv,
+    /// One JSON object per row (JSON lines)
+    Json,
+}
+
+/// Runs `sql` statement by statement; returns an error (after printing what ran) at the first failure.
+pub async fn run(sql: &str, format: Format) -> anyhow::Result<()> {
+    let engine = Engine::new();
+    let statements = engine.parse(sql).map_err(|e| anyhow::anyhow!("{}", render::error_parts(&e).1).context(e.kind.name()))?;
+    let count = statements.len();
+    let stdout = std::io::stdout();
+    for (i, statement) in statements.into_iter().enumerate() {
+        let outcome = engine.execute(statement, &RunOptions::all_rows()).await.map_err(|e| {
+            let where_ = if count > 1 { format!(" (in statement {} of {count})", i + 1) } else { String::new() };
+            anyhow::anyhow!("{}: {}{where_}", e.kind.name(), e.message)
+        })?;
+        let mut out = stdout.lock();
+        match outcome {
+            Outcome::Done(done) => eprintln!("{}", done.message),
+            Outcome::Rows(result) => match format {
+                Format::Table => {
+                    let rows = render::cells(&result.batches, None);
+                    writeln!(out, "{}", render::text_table(&result.schema, &rows))?;
+                    eprintln!("{} · {}", kestrel_engine::count_rows(result.total_rows), render::format_elapsed(result.elapsed));
+                }
+                Format::Csv => {
+                    let mut writer = CsvWriterBuilder::new().with_header(true).build(&mut out);
+                    for batch in &result.batches {
+                        writer.write(batch).context("writing CSV")?;
+                    }
+                }
+                Format::Json => {
+                    let mut writer = LineDelimitedWriter::new(&mut out);
+                    for batch in &result.batches {
+                        writer.write(batch).context("writing JSON")?;
+                    }
+                    writer.finish().context("writing JSON")?;
+                }
+            },
+        }
+        out.flush()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,289 @@
+//! Results as notebook output: an HTML table (column names with types, NULL distinct from empty text, numbers
+//! right-aligned, a footer with the row count and time) and a plain-text table of the same rows.
+//!
+//! Only the preview rows the engine kept are rendered, and every cell is cut to a maximum width, so output size is
+//! bounded by rows × columns × width whatever the result's size.
+
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use kestrel_engine::{count_rows, group_thousands, Confirmation, EngineError, QueryResult};
+use serde_json::{json, Map, Value};
+use std::fmt::Write;
+use std::time::Duration;
+
+/// Longest cell text shown in HTML and plain output; longer values end in "…".
+const HTML_CELL_CHARS: usize = 200;
+const PLAIN_CELL_CHARS: usize = 60;
+
+/// A cell's text, or None for NULL.
+type Cell = Option<String>;
+
+pub fn is_numeric(dt: &DataType) -> bool {
+    dt.is_numeric()
+}
+
+/// Formats every kept row; `limit` cuts each cell's text to that many characters.
+pub fn cells(batches: &[RecordBatch], limit: Option<usize>) -> Vec<Vec<Cell>> {
+    let options = FormatOptions::default();
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<Option<ArrayFormatter<'_>>> =
+            batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
+        for row in 0..batch.num_rows() {
+            let cells = batch
+                .columns()
+                .iter()
+                .zip(&formatters)
+                .map(|(col, f)| {
+                    if col.is_null(row) {
+                        return None;
+                    }
+                    let text = f.as_ref().map_or_else(|| "<unprintable>".to_string(), |f| f.value(row).to_string());
+                    Some(match limit {
+                        Some(n) => truncate(&text, n),
+                        None => text,
+                    })
+                })
+                .collect();
+            rows.push(cells);
+        }
+    }
+    rows
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// "0.4 ms", "12.3 ms", "1.23 s".
+pub fn format_elapsed(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 1000.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.2} s", ms / 1000.0)
+    }
+}
+
+/// "3 rows" or "showing 50 of 2,000,000 rows".
+fn row_summary(result: &QueryResult) -> String {
+    if result.is_truncated() {
+        format!("showing {} of {}", group_thousands(result.kept_rows() as u64), count_rows(result.total_rows))
+    } else {
+        count_rows(result.total_rows)
+    }
+}
+
+pub fn table_html(result: &QueryResult) -> String {
+    let schema = &result.schema;
+    let numeric: Vec<bool> = schema.fields().iter().map(|f| is_numeric(f.data_type())).collect();
+    let mut html = String::from(
+        "<div class=\"kestrel-result\"><table class=\"kestrel-table\" style=\"border-collapse:collapse\"><thead><tr>",
+    );
+    for (field, &num) in schema.fields().iter().zip(&numeric) {
+        let align = if num { "right" } else { "left" };
+        let _ = write!(
+            html,
+            "<th style=\"text-align:{align}\">{}<br><span class=\"kestrel-type\" style=\"font-weight:normal;color:#888;font-size:0.85em\">{}</span></th>",
+            escape_html(field.name()),
+            escape_html(&field.data_type().to_string())
+        );
+    }
+    html.push_str("</tr></thead><tbody>");
+    for row in cells(&result.batches, Some(HTML_CELL_CHARS)) {
+        html.push_str("<tr>");
+        for (cell, &num) in row.iter().zip(&numeric) {
+            let align = if num { "right" } else { "left" };
+            match cell {
+                None => {
+                    let _ = write!(html, "<td style=\"text-align:{align}\"><span class=\"kestrel-null\" style=\"color:#999;font-style:italic\">NULL</span></td>");
+                }
+                Some(text) => {
+                    let _ = write!(html, "<td style=\"text-align:{align}\">{}</td>", escape_html(text));
+                }
+            }
+        }
+        html.push_str("</tr>");
+    }
+    let _ = write!(
+        html,
+        "</tbody></table><div class=\"kestrel-footer\" style=\"color:#888;font-size:0.85em;margin-top:4px\">{} · {}</div></div>",
+        row_summary(result),
+        format_elapsed(result.elapsed)
+    );
+    html
+}
+
+/// A boxed text table of `rows`; numbers right-aligned, NULL as `NULL`.
+pub fn text_table(schema: &Schema, rows: &[Vec<Cell>]) -> String {
+    let numeric: Vec<bool> = schema.fields().iter().map(|f| is_numeric(f.data_type())).collect();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let width = |s: &str| s.chars().count();
+    let mut widths: Vec<usize> = names.iter().map(|n| width(n)).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.as_deref().map_or(4, width));
+        }
+    }
+    let rule: String = widths.iter().fold(String::from("+"), |mut s, w| {
+        s.push_str(&"-".repeat(w + 2));
+        s.push('+');
+        s
+    });
+    let line = |cells: Vec<(&str, bool)>| -> String {
+        let mut s = String::from("|");
+        for ((text, right), w) in cells.into_iter().zip(&widths) {
+            let pad = w - width(text);
+            if right {
+                let _ = write!(s, " {}{text} |", " ".repeat(pad));
+            } else {
+                let _ = write!(s, " {text}{} |", " ".repeat(pad));
+            }
+        }
+        s
+    };
+    let mut out = format!("{rule}\n{}\n{rule}\n", line(names.iter().map(|n| (*n, false)).collect()));
+    for row in rows {
+        let cells = row.iter().zip(&numeric).map(|(c, &num)| (c.as_deref().unwrap_or("NULL"), num)).collect();
+        out.push_str(&line(cells));
+        out.push('\n');
+    }
+    out.push_str(&rule);
+    out
+}
+
+/// The plain-text table. Its footer has the row count but not the time, so that text output is reproducible
+/// (saved notebooks diff cleanly); the HTML footer shows the time.
+pub fn table_plain(result: &QueryResult) -> String {
+    let rows = cells(&result.batches, Some(PLAIN_CELL_CHARS));
+    format!("{}\n({})", text_table(&result.schema, &rows), row_summary(result))
+}
+
+pub fn query_bundle(result: &QueryResult) -> Map<String, Value> {
+    let mut bundle = Map::new();
+    bundle.insert("text/plain".into(), json!(table_plain(result)));
+    bundle.insert("text/html".into(), json!(table_html(result)));
+    bundle
+}
+
+pub fn confirmation_bundle(done: &Confirmation) -> Map<String, Value> {
+    let mut bundle = Map::new();
+    bundle.insert("text/plain".into(), json!(done.message));
+    bundle.insert(
+        "text/html".into(),
+        json!(format!(
+            "<div class=\"kestrel-ok\">{} <span style=\"color:#888;font-size:0.85em\">· {}</span></div>",
+            escape_html(&done.message),
+            format_elapsed(done.elapsed)
+        )),
+    );
+    bundle
+}
+
+/// The Jupyter error triple for an engine error: (ename, evalue, traceback).
+pub fn error_parts(err: &EngineError) -> (String, String, Vec<String>) {
+    let ename = err.kind.name().to_string();
+    let mut evalue = err.message.clone();
+    if let Some((i, n)) = err.statement {
+        let _ = write!(evalue, " (in statement {i} of {n})");
+    }
+    let traceback = vec![format!("\u{1b}[0;31m{ename}\u{1b}[0m: {evalue}")];
+    (ename, evalue, traceback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::Field;
+    use std::sync::Arc;
+
+    fn result(total: u64) -> QueryResult {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("score", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 22])),
+                Arc::new(StringArray::from(vec![Some("<b>x</b>"), None])),
+                Arc::new(Float64Array::from(vec![None, Some(2.5)])),
+            ],
+        )
+        .expect("batch");
+        QueryResult {
+            schema,
+            batches: vec![batch],
+            total_rows: total,
+            elapsed: Duration::from_micros(1500),
+        }
+    }
+
+    #[test]
+    fn html_has_types_nulls_alignment_escaping_and_footer() {
+        let html = table_html(&result(2));
+        assert!(html.contains("id<br><span class=\"kestrel-type\""));
+        assert!(html.contains(">Int64</span>"));
+        assert!(html.contains("&lt;b&gt;x&lt;/b&gt;"));
+        assert!(!html.contains("<b>x</b>"));
+        assert_eq!(html.matches("class=\"kestrel-null\"").count(), 2);
+        assert!(html.contains("<td style=\"text-align:right\">22</td>"));
+        assert!(html.contains("2 rows · 1.5 ms"));
+    }
+
+    #[test]
+    fn empty_string_is_not_null() {
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![Some(""), None]))]).expect("batch");
+        let r = QueryResult { schema, batches: vec![batch], total_rows: 2, elapsed: Duration::ZERO };
+        let html = table_html(&r);
+        assert!(html.contains("<td style=\"text-align:left\"></td>"));
+        assert_eq!(html.matches("kestrel-null").count(), 1);
+        let plain = table_plain(&r);
+        assert!(plain.contains("|      |"), "{plain}");
+        assert!(plain.contains("| NULL |"), "{plain}");
+    }
+
+    #[test]
+    fn plain_table_aligns_numbers_and_says_truncation() {
+        let plain = table_plain(&result(2_000_000));
+        assert!(plain.contains("|  1 |"), "{plain}");
+        assert!(plain.contains("| 22 |"), "{plain}");
+        assert!(plain.contains("| NULL     |"), "{plain}");
+        assert!(plain.ends_with("(showing 2 of 2,000,000 rows)"), "{plain}");
+    }
+
+    #[test]
+    fn long_cells_are_cut() {
+        assert_eq!(truncate("abcdef", 3), "abc…");
+        assert_eq!(truncate("ab", 3), "ab");
+        assert_eq!(truncate("üüüü", 2), "üü…");
+    }
+
+    #[test]
+    fn elapsed_formats() {
+        assert_eq!(format_elapsed(Duration::from_micros(400)), "0.4 ms");
+        assert_eq!(format_elapsed(Duration::from_millis(1234)), "1.23 s");
+    }
+}

@@ -1,0 +1,193 @@
+//! The SQL interpreter: cells go to the engine, outcomes come back as rendered tables or error messages.
+//!
+//! A cell may start with a magic line (`%%sql`, the default). Magics of later capabilities plug in here.
+
+use crate::protocol::{CompleteOutcome, ExecuteOutcome, Interpreter, IsComplete, KernelInfo, MimeBundle, Publisher};
+use crate::render;
+use kestrel_engine::{count_rows, input_state, Engine, InputState, Outcome, Progress, RunOptions};
+use serde_json::{json, Map};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A cell running longer than this shows a progress line, updated in place until the result replaces it.
+const PROGRESS_AFTER: Duration = Duration::from_secs(1);
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Rows of a result shown in a notebook; the rest are counted, not kept or sent.
+pub const DISPLAY_ROWS: usize = 50;
+
+pub struct SqlKernel {
+    engine: Engine,
+}
+
+impl SqlKernel {
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
+    }
+}
+
+/// The "running…" line of a long cell. Dropping it (the cell finished or was interrupted) stops the updates and
+/// clears the line as soon as the cell's result or error arrives.
+struct ProgressDisplay {
+    ticker: tokio::task::JoinHandle<()>,
+    shown: Arc<AtomicBool>,
+    out: Publisher,
+}
+
+impl ProgressDisplay {
+    fn start(out: Publisher, progress: Arc<Progress>) -> Self {
+        let shown = Arc::new(AtomicBool::new(false));
+        let ticker = tokio::spawn({
+            let (out, shown) = (out.clone(), shown.clone());
+            async move {
+                let started = Instant::now();
+                tokio::time::sleep(PROGRESS_AFTER).await;
+                let display_id = uuid::Uuid::new_v4().to_string();
+                loop {
+                    let bundle = progress_bundle(&progress, started.elapsed());
+                    if shown.swap(true, Ordering::Relaxed) {
+                        out.update_display(bundle, &display_id);
+                    } else {
+                        out.display(bundle, Some(&display_id));
+                    }
+                    tokio::time::sleep(PROGRESS_EVERY).await;
+                }
+            }
+        });
+        Self { ticker, shown, out }
+    }
+}
+
+impl Drop for ProgressDisplay {
+    fn drop(&mut self) {
+        self.ticker.abort();
+        if self.shown.load(Ordering::Relaxed) {
+            self.out.clear_output(true);
+        }
+    }
+}
+
+fn progress_bundle(progress: &Progress, elapsed: Duration) -> MimeBundle {
+    let (statement, statements) = progress.statement();
+    let mut text = format!("running… {}", render::format_elapsed(elapsed));
+    if statements > 1 {
+        text = format!("statement {statement} of {statements}: {text}");
+    }
+    if progress.rows() > 0 {
+        text.push_str(&format!(" · {} so far", count_rows(progress.rows())));
+    }
+    let mut bundle = Map::new();
+    bundle.insert("text/html".into(), json!(format!("<div class=\"kestrel-progress\" style=\"color:#888\">{}</div>", render::escape_html(&text))));
+    bundle.insert("text/plain".into(), json!(text));
+    bundle
+}
+
+/// Splits a leading `%%magic args` line off a cell.
+fn split_magic(code: &str) -> (Option<(&str, &str)>, &str) {
+    let trimmed = code.trim_start();
+    let Some(rest) = trimmed.strip_prefix("%%") else { return (None, code) };
+    let (line, body) = rest.split_once('\n').unwrap_or((rest, ""));
+    let (name, args) = line.trim().split_once(char::is_whitespace).unwrap_or((line.trim(), ""));
+    (Some((name, args.trim())), body)
+}
+
+fn error(ename: &str, evalue: String) -> ExecuteOutcome {
+    ExecuteOutcome::Error {
+        ename: ename.to_string(),
+        evalue,
+        traceback: vec![],
+    }
+}
+
+impl Interpreter for SqlKernel {
+    fn kernel_info(&self) -> KernelInfo {
+        KernelInfo {
+            implementation: "kestrel".into(),
+            implementation_version: env!("CARGO_PKG_VERSION").into(),
+            language_info: json!({
+                "name": "sql",
+                "version": datafusion::DATAFUSION_VERSION,
+                "mimetype": "text/x-sql",
+                "file_extension": ".sql",
+                "pygments_lexer": "sql",
+                "codemirror_mode": "sql",
+                "nbconvert_exporter": "script",
+            }),
+            banner: format!(
+                "Kestrel {} — SQL on Apache DataFusion {}",
+                env!("CARGO_PKG_VERSION"),
+                datafusion::DATAFUSION_VERSION
+            ),
+            help_links: json!([
+                { "text": "DataFusion SQL reference", "url": "https://datafusion.apache.org/user-guide/sql/index.html" }
+            ]),
+        }
+    }
+
+    async fn execute(&self, code: String, out: Publisher) -> ExecuteOutcome {
+        let (magic, body) = split_magic(&code);
+        match magic {
+            None | Some(("sql", _)) => {}
+            Some((name, _)) => {
+                return error("UsageError", format!("unknown cell magic %%{name}; available: %%sql"));
+            }
+        }
+        let progress = Arc::new(Progress::default());
+        let opts = RunOptions::preview(DISPLAY_ROWS).with_progress(progress.clone());
+        let _display = ProgressDisplay::start(out, progress);
+        match self.engine.run_cell(body, &opts).await {
+            Ok(None) => ExecuteOutcome::Ok(None),
+            Ok(Some(Outcome::Rows(result))) => ExecuteOutcome::Ok(Some(render::query_bundle(&result))),
+            Ok(Some(Outcome::Done(done))) => ExecuteOutcome::Ok(Some(render::confirmation_bundle(&done))),
+            Err(e) => {
+                let (ename, evalue, traceback) = render::error_parts(&e);
+                ExecuteOutcome::Error { ename, evalue, traceback }
+            }
+        }
+    }
+
+    async fn complete(&self, code: String, cursor: usize) -> CompleteOutcome {
+        let c = self.engine.complete(&code, cursor).await;
+        CompleteOutcome {
+            matches: c.matches(),
+            start: c.start,
+            end: c.end,
+            types: c
+                .candidates
+                .iter()
+                .map(|c| (c.text.clone(), c.kind.name().to_string(), c.detail.clone().unwrap_or_default()))
+                .collect(),
+        }
+    }
+
+    async fn inspect(&self, code: String, cursor: usize) -> Option<MimeBundle> {
+        let found = self.engine.inspect(&code, cursor).await?;
+        let mut bundle = Map::new();
+        bundle.insert("text/plain".into(), json!(found.plain));
+        bundle.insert("text/markdown".into(), json!(found.markdown));
+        Some(bundle)
+    }
+
+    fn is_complete(&self, code: &str) -> IsComplete {
+        let (_, body) = split_magic(code);
+        match input_state(body) {
+            InputState::Complete => IsComplete::Complete,
+            InputState::Incomplete => IsComplete::Incomplete,
+            InputState::Invalid => IsComplete::Invalid,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_lines_are_split_off() {
+        assert_eq!(split_magic("SELECT 1"), (None, "SELECT 1"));
+        assert_eq!(split_magic("%%sql\nSELECT 1"), (Some(("sql", "")), "SELECT 1"));
+        assert_eq!(split_magic("  %%plot line x=a\nSELECT a"), (Some(("plot", "line x=a")), "SELECT a"));
+        assert_eq!(split_magic("%%sql"), (Some(("sql", "")), ""));
+    }
+}

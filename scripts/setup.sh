@@ -1,0 +1,59 @@
+# Shared by install.sh and test.sh: everything a fresh Debian machine with Rust and Python needs, done
+# idempotently. Source it; it defines functions and sets KESTREL_ROOT, VENV and CARGO_TARGET_DIR.
+# shellcheck shell=bash
+
+KESTREL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${KESTREL_VENV:-$KESTREL_ROOT/.venv}"
+# One build directory shared by install.sh, test.sh and CI (a cache under $HOME/.cache survives fresh clones).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kestrel/target}"
+KESTREL_BIN="$CARGO_TARGET_DIR/debug/kestrel"
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+
+# Installs the Debian packages named, if any is missing.
+ensure_apt_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing system packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+ensure_system_packages() {
+  command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (https://rustup.rs)" >&2; exit 1; }
+  command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
+  local pkgs=(gcc g++ make pkg-config)
+  python3 -m venv --help >/dev/null 2>&1 || pkgs+=(python3-venv)
+  ensure_apt_packages "${pkgs[@]}"
+}
+
+# The Python venv with JupyterLab, the test clients and the benchmark peers, pinned by requirements.txt.
+ensure_venv() {
+  local stamp="$VENV/.requirements.sha256"
+  local want
+  want="$(sha256sum "$KESTREL_ROOT/requirements.txt" | cut -d' ' -f1)"
+  if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  say "creating the Python environment in $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$KESTREL_ROOT/requirements.txt"
+  echo "$want" > "$stamp"
+}
+
+# Builds every crate and test once, in the dev profile (dependencies optimised; see Cargo.toml).
+build_kestrel() {
+  say "building kestrel (target dir: $CARGO_TARGET_DIR)"
+  (cd "$KESTREL_ROOT" && cargo build --locked --workspace --all-targets)
+}
+
+# Puts the built binary in the venv and registers the `kestrel` kernelspec there.
+install_kernel() {
+  install -m 0755 "$KESTREL_BIN" "$VENV/bin/kestrel"
+  "$VENV/bin/kestrel" install --prefix "$VENV" >&2
+}
