@@ -16,7 +16,7 @@ class KestrelKernelTests(jupyter_kernel_test.KernelTests):
     completion_samples = [
         {"text": "SELECT * FROM information_schema.tab", "matches": {"tables"}},
         {"text": "SELECT approx_dis", "matches": {"approx_distinct"}},
-        {"text": "SELECT 1 FRO", "matches": {"FROM", "FROZEN"} },
+        {"text": "SELECT 1 FRO", "matches": {"FROM", "from_unixtime"}},
     ]
 
     complete_code_samples = ["SELECT 1", "SELECT 1;", "SELECT '(' AS p", "SELECT 1 -- (", "SELECT (1 + 2)"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pyarrow.parquet as pq
 import pytest
@@ -101,7 +102,8 @@ def test_errors_are_one_message_naming_kind_and_cause(kc):
 
 def test_queued_cells_after_an_error_are_aborted(kc):
     # "Run All": cells sent together; the failing one stops those queued after it.
-    first = kc.execute("SELECT * FROM no_such_table_either")
+    # (the first cell is slow enough for the second to be queued when it fails)
+    first = kc.execute("SELECT sum(value) / (sum(value) - sum(value)) FROM generate_series(1, 30000000)")
     second = kc.execute("CREATE TABLE should_not_exist (x INT)")
     replies = {}
     while len(replies) < 2:
@@ -166,15 +168,16 @@ def test_is_complete(kc):
 
 
 def test_history_tail_range_and_search(kc):
-    execute(kc, "SELECT 'history-marker-1'")
-    execute(kc, "SELECT 'history-marker-2'")
+    marker = uuid.uuid4().hex
+    execute(kc, f"SELECT 'history-{marker}-1'")
+    execute(kc, f"SELECT 'history-{marker}-2'")
     kc.history(hist_access_type="tail", n=2, output=False, raw=True)
     tail = kc.get_shell_msg(timeout=10)["content"]["history"]
-    assert [h[2] for h in tail] == ["SELECT 'history-marker-1'", "SELECT 'history-marker-2'"]
+    assert [h[2] for h in tail] == [f"SELECT 'history-{marker}-1'", f"SELECT 'history-{marker}-2'"]
     session, line = tail[0][0], tail[0][1]
     kc.history(hist_access_type="range", session=session, start=line, stop=line + 1, output=False, raw=True)
     assert kc.get_shell_msg(timeout=10)["content"]["history"] == [tail[0]]
-    kc.history(hist_access_type="search", pattern="*history-marker*", output=False, raw=True)
+    kc.history(hist_access_type="search", pattern=f"*history-{marker}*", output=False, raw=True)
     assert len(kc.get_shell_msg(timeout=10)["content"]["history"]) == 2
 
 

@@ -17,22 +17,22 @@ NOTEBOOKS = sorted([*ROOT.glob("tutorials/*.ipynb"), *ROOT.glob("notebooks/*.ipy
 # For each notebook: (a snippet of a cell's source, a snippet its output must contain).
 EXPECTED: dict[str, list[tuple[str, str]]] = {
     "01-first-queries.ipynb": [
-        ("'Hello, Kestrel'", "| Hello, Kestrel | 42 "),
+        ("'Hello, Kestrel'", "| Hello, Kestrel |     42 |"),
         ("CREATE TABLE sessions", "Inserted 6 rows into sessions"),
-        ("AS page_diversity", "| 1       | 16.666666666666668 | 2              |"),
+        ("AVG(duration)        AS avg_session", "|       1 | 16.666666666666668 |              2 |"),
         ("AS sessions_last_7_days", "(3 rows)"),
         ("SHOW TABLES", "sessions"),
         ("DESCRIBE sessions", "Timestamp(ns)"),
-        ("ORDER BY visits DESC", "(6 rows)"),
+        ("ORDER BY visits DESC", "| product  |     75 |         35.5 |"),
         ("TO 'output/user_features.parquet'", "Copied 25 rows to 'output/user_features.parquet'"),
-        ("AS mean_avg_session", "| 25    |"),
+        ("AS mean_avg_session", "|    25 |             36.4 |"),
         ("generate_series(1, 2000000)", "(showing 50 of 2,000,000 rows)"),
         ("FROM sesions", "table 'datafusion.public.sesions' not found"),
     ],
     "churn-features-export.ipynb": [
-        ("AS customers, MIN", "| 200000 | 5000      |"),
-        ("sanity checks", "| 5000 | 5000      | 0             |"),
-        ("TO 'output/churn_training_set.parquet'", "Copied 5000 rows"),
+        ("AS customers, MIN", "| 200000 |      5000 | 2026-05-01T00:00:00 |"),
+        ("sanity checks", "| 5000 |      5000 |             0 |      0.143 |"),
+        ("TO 'output/churn_training_set.parquet'", "Copied 5,000 rows to 'output/churn_training_set.parquet'"),
     ],
 }
 

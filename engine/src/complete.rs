@@ -289,6 +289,14 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn schema_dot_gives_its_tables() {
+        let e = engine().await;
+        let c = e.complete("SELECT * FROM information_schema.tab", 36).await;
+        assert_eq!(texts(&c), ["tables"]);
+        assert_eq!((c.start, c.end), (33, 36));
+    }
+
+    #[tokio::test]
     async fn nothing_inside_strings() {
         let e = engine().await;
         let c = e.complete("SELECT 'se", 10).await;

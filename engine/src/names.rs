@@ -6,6 +6,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{Documentation, Signature};
 use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
+use datafusion::catalog::information_schema::{INFORMATION_SCHEMA, INFORMATION_SCHEMA_TABLES};
 use datafusion::common::TableReference;
 use std::collections::BTreeSet;
 
@@ -45,6 +46,12 @@ pub(crate) fn list_tables(ctx: &SessionContext) -> Vec<TableName> {
                 out.push(TableName { typed });
             }
         }
+    }
+    // The information schema is resolved by the session, not listed by the catalog.
+    if options.catalog.information_schema {
+        out.extend(INFORMATION_SCHEMA_TABLES.iter().map(|t| TableName {
+            typed: format!("{INFORMATION_SCHEMA}.{t}"),
+        }));
     }
     out.sort_by_key(|t| (t.typed.contains('.'), t.typed.clone()));
     out

@@ -39,10 +39,12 @@ fn rows_of(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, EngineError> {
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| EngineError::new(kestrel_engine::ErrorKind::Execution, e.to_string()))?;
+        let nulls: Vec<_> = batch.columns().iter().map(|c| c.logical_nulls()).collect();
         for row in 0..batch.num_rows() {
             let mut cells = Vec::with_capacity(formatters.len());
-            for (col, f) in batch.columns().iter().zip(&formatters) {
-                let text = if col.is_null(row) { "NULL".to_string() } else { f.value(row).to_string() };
+            for (nulls, f) in nulls.iter().zip(&formatters) {
+                let is_null = nulls.as_ref().is_some_and(|n| n.is_null(row));
+                let text = if is_null { "NULL".to_string() } else { f.value(row).to_string() };
                 cells.push(if text.is_empty() { "(empty)".to_string() } else { text });
             }
             rows.push(cells);

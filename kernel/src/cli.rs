@@ -34,7 +34,7 @@ pub async fn run(sql: &str, format: Format) -> anyhow::Result<()> {
             Outcome::Done(done) => eprintln!("{}", done.message),
             Outcome::Rows(result) => match format {
                 Format::Table => {
-                    let rows = render::cells(&result.batches, None);
+                    let rows = render::cells(&result.batches, render::Fit::All);
                     writeln!(out, "{}", render::text_table(&result.schema, &rows))?;
                     eprintln!("{} · {}", kestrel_engine::count_rows(result.total_rows), render::format_elapsed(result.elapsed));
                 }

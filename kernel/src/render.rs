@@ -12,9 +12,11 @@ use serde_json::{json, Map, Value};
 use std::fmt::Write;
 use std::time::Duration;
 
-/// Longest cell text shown in HTML and plain output; longer values end in "…".
-const HTML_CELL_CHARS: usize = 200;
-const PLAIN_CELL_CHARS: usize = 60;
+/// Longest cell text shown in HTML; longer values end in "…".
+const HTML_CELL_CHARS: usize = 1000;
+/// Plain text cuts each line of a cell, and the number of lines (EXPLAIN plans span many).
+const PLAIN_LINE_CHARS: usize = 100;
+const PLAIN_CELL_LINES: usize = 40;
 
 /// A cell's text, or None for NULL.
 type Cell = Option<String>;
@@ -23,27 +25,51 @@ pub fn is_numeric(dt: &DataType) -> bool {
     dt.is_numeric()
 }
 
-/// Formats every kept row; `limit` cuts each cell's text to that many characters.
-pub fn cells(batches: &[RecordBatch], limit: Option<usize>) -> Vec<Vec<Cell>> {
+/// How much of a cell's text to keep.
+#[derive(Clone, Copy)]
+pub enum Fit {
+    All,
+    /// At most this many characters.
+    Chars(usize),
+    /// At most this many characters per line and this many lines.
+    Lines(usize, usize),
+}
+
+impl Fit {
+    fn apply(self, text: String) -> String {
+        match self {
+            Fit::All => text,
+            Fit::Chars(n) => truncate(&text, n),
+            Fit::Lines(chars, lines) => {
+                let mut kept: Vec<String> = text.lines().take(lines).map(|l| truncate(l, chars)).collect();
+                if text.lines().nth(lines).is_some() {
+                    kept.push("…".into());
+                }
+                kept.join("\n")
+            }
+        }
+    }
+}
+
+/// Formats every kept row, each cell fitted by `fit`.
+pub fn cells(batches: &[RecordBatch], fit: Fit) -> Vec<Vec<Cell>> {
     let options = FormatOptions::default();
     let mut rows = Vec::new();
     for batch in batches {
         let formatters: Vec<Option<ArrayFormatter<'_>>> =
             batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
+        // Logical nulls: a NullArray (the type of a bare NULL literal) has no null buffer but is all NULL.
+        let nulls: Vec<_> = batch.columns().iter().map(|c| c.logical_nulls()).collect();
         for row in 0..batch.num_rows() {
-            let cells = batch
-                .columns()
+            let cells = nulls
                 .iter()
                 .zip(&formatters)
-                .map(|(col, f)| {
-                    if col.is_null(row) {
+                .map(|(nulls, f)| {
+                    if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
                         return None;
                     }
                     let text = f.as_ref().map_or_else(|| "<unprintable>".to_string(), |f| f.value(row).to_string());
-                    Some(match limit {
-                        Some(n) => truncate(&text, n),
-                        None => text,
-                    })
+                    Some(fit.apply(text))
                 })
                 .collect();
             rows.push(cells);
@@ -109,13 +135,16 @@ pub fn table_html(result: &QueryResult) -> String {
         );
     }
     html.push_str("</tr></thead><tbody>");
-    for row in cells(&result.batches, Some(HTML_CELL_CHARS)) {
+    for row in cells(&result.batches, Fit::Chars(HTML_CELL_CHARS)) {
         html.push_str("<tr>");
         for (cell, &num) in row.iter().zip(&numeric) {
             let align = if num { "right" } else { "left" };
             match cell {
                 None => {
                     let _ = write!(html, "<td style=\"text-align:{align}\"><span class=\"kestrel-null\" style=\"color:#999;font-style:italic\">NULL</span></td>");
+                }
+                Some(text) if text.contains('\n') => {
+                    let _ = write!(html, "<td style=\"text-align:left\"><pre style=\"margin:0\">{}</pre></td>", escape_html(text));
                 }
                 Some(text) => {
                     let _ = write!(html, "<td style=\"text-align:{align}\">{}</td>", escape_html(text));
@@ -133,15 +162,15 @@ pub fn table_html(result: &QueryResult) -> String {
     html
 }
 
-/// A boxed text table of `rows`; numbers right-aligned, NULL as `NULL`.
+/// A boxed text table of `rows`; numbers right-aligned, NULL as `NULL`, multi-line values on several lines.
 pub fn text_table(schema: &Schema, rows: &[Vec<Cell>]) -> String {
     let numeric: Vec<bool> = schema.fields().iter().map(|f| is_numeric(f.data_type())).collect();
-    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let width = |s: &str| s.chars().count();
-    let mut widths: Vec<usize> = names.iter().map(|n| width(n)).collect();
+    let mut widths: Vec<usize> = schema.fields().iter().map(|f| width(f.name())).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.as_deref().map_or(4, width));
+            let cell_width = cell.as_deref().map_or(4, |c| c.lines().map(width).max().unwrap_or(0));
+            *w = (*w).max(cell_width);
         }
     }
     let rule: String = widths.iter().fold(String::from("+"), |mut s, w| {
@@ -149,23 +178,32 @@ pub fn text_table(schema: &Schema, rows: &[Vec<Cell>]) -> String {
         s.push('+');
         s
     });
-    let line = |cells: Vec<(&str, bool)>| -> String {
-        let mut s = String::from("|");
-        for ((text, right), w) in cells.into_iter().zip(&widths) {
-            let pad = w - width(text);
-            if right {
-                let _ = write!(s, " {}{text} |", " ".repeat(pad));
-            } else {
-                let _ = write!(s, " {text}{} |", " ".repeat(pad));
+    // One table row: each cell's lines side by side, padded to the tallest cell.
+    let row_lines = |cells: Vec<(&str, bool)>| -> String {
+        let split: Vec<Vec<&str>> = cells.iter().map(|(text, _)| text.split('\n').collect()).collect();
+        let height = split.iter().map(Vec::len).max().unwrap_or(1);
+        let mut out = String::new();
+        for i in 0..height {
+            out.push('|');
+            for ((lines, &(_, right)), w) in split.iter().zip(&cells).zip(&widths) {
+                let text = lines.get(i).copied().unwrap_or("");
+                let pad = " ".repeat(w - width(text));
+                let _ = if right { write!(out, " {pad}{text} |") } else { write!(out, " {text}{pad} |") };
             }
+            out.push('\n');
         }
-        s
+        out
     };
-    let mut out = format!("{rule}\n{}\n{rule}\n", line(names.iter().map(|n| (*n, false)).collect()));
+    let header = row_lines(schema.fields().iter().map(|f| (f.name().as_str(), false)).collect());
+    let mut out = format!("{rule}\n{header}{rule}\n");
     for row in rows {
-        let cells = row.iter().zip(&numeric).map(|(c, &num)| (c.as_deref().unwrap_or("NULL"), num)).collect();
-        out.push_str(&line(cells));
-        out.push('\n');
+        let multi_line = row.iter().any(|c| c.as_deref().is_some_and(|t| t.contains('\n')));
+        let cells = row
+            .iter()
+            .zip(&numeric)
+            .map(|(c, &num)| (c.as_deref().unwrap_or("NULL"), num && !multi_line))
+            .collect();
+        out.push_str(&row_lines(cells));
     }
     out.push_str(&rule);
     out
@@ -174,7 +212,7 @@ pub fn text_table(schema: &Schema, rows: &[Vec<Cell>]) -> String {
 /// The plain-text table. Its footer has the row count but not the time, so that text output is reproducible
 /// (saved notebooks diff cleanly); the HTML footer shows the time.
 pub fn table_plain(result: &QueryResult) -> String {
-    let rows = cells(&result.batches, Some(PLAIN_CELL_CHARS));
+    let rows = cells(&result.batches, Fit::Lines(PLAIN_LINE_CHARS, PLAIN_CELL_LINES));
     format!("{}\n({})", text_table(&result.schema, &rows), row_summary(result))
 }
 
@@ -272,6 +310,23 @@ mod tests {
         assert!(plain.contains("| 22 |"), "{plain}");
         assert!(plain.contains("| NULL     |"), "{plain}");
         assert!(plain.ends_with("(showing 2 of 2,000,000 rows)"), "{plain}");
+    }
+
+    #[test]
+    fn multi_line_values_span_lines() {
+        let schema = Schema::new(vec![Field::new("plan_type", DataType::Utf8, false), Field::new("plan", DataType::Utf8, false)]);
+        let rows = vec![vec![Some("logical_plan".to_string()), Some("Projection: a\n  TableScan: t".to_string())]];
+        let text = text_table(&schema, &rows);
+        assert_eq!(
+            text,
+            "+--------------+----------------+\n\
+             | plan_type    | plan           |\n\
+             +--------------+----------------+\n\
+             | logical_plan | Projection: a  |\n\
+             |              |   TableScan: t |\n\
+             +--------------+----------------+"
+        );
+        assert_eq!(Fit::Lines(3, 1).apply("abcdef\nx".into()), "abc…\n…");
     }
 
     #[test]

@@ -12,15 +12,12 @@ use super::{byte_to_char, char_to_byte, ExecuteOutcome, Interpreter, IsComplete}
 use anyhow::Context;
 use jupyter_protocol::ConnectionInfo;
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use zeromq::{Socket, SocketRecv, SocketSend, ZmqMessage};
-
-/// How long after a failed cell queued execute requests are aborted (stop_on_error), as "Run All" expects.
-const ABORT_WINDOW: Duration = Duration::from_millis(50);
 
 fn log(msg: impl std::fmt::Display) {
     eprintln!("[kestrel] {msg}");
@@ -237,45 +234,54 @@ async fn shell_loop<I: Interpreter>(shared: Arc<Shared<I>>, mut sock: RouterSend
         execution_count: 0,
         history,
     };
-    while let Some(msg) = rx.recv().await {
-        let failed = handle_shell(&shared, &mut sock, &msg, &mut state).await;
-        if failed {
-            abort_queued(&shared, &mut sock, &mut rx, &mut state).await;
-        }
-    }
-}
-
-/// After a failed cell with stop_on_error, execute requests already queued are answered "aborted" instead of run.
-async fn abort_queued<I: Interpreter>(
-    shared: &Arc<Shared<I>>,
-    sock: &mut RouterSend,
-    rx: &mut mpsc::UnboundedReceiver<Message>,
-    state: &mut ShellState,
-) {
-    while let Ok(Some(msg)) = tokio::time::timeout(ABORT_WINDOW, rx.recv()).await {
-        if msg.msg_type() == "execute_request" {
+    // Requests that were already queued when a cell failed: their execute requests are aborted, not run.
+    let mut aborting: VecDeque<Message> = VecDeque::new();
+    loop {
+        let (msg, abort) = match aborting.pop_front() {
+            Some(msg) => (msg, true),
+            None => match rx.recv().await {
+                Some(msg) => (msg, false),
+                None => return,
+            },
+        };
+        if abort && msg.msg_type() == "execute_request" {
             let out = shared.publisher(&msg);
             out.status("busy");
             let content = json!({ "status": "aborted", "execution_count": state.execution_count, "user_expressions": {}, "payload": [] });
-            send(sock, &shared.signer, &msg.reply(&shared.session, "execute_reply", content)).await;
+            send(&mut sock, &shared.signer, &msg.reply(&shared.session, "execute_reply", content)).await;
             out.status("idle");
-        } else {
-            handle_shell(shared, sock, &msg, state).await;
+            continue;
         }
+        aborting.extend(handle_shell(&shared, &mut sock, &msg, &mut state, &mut rx).await);
     }
 }
 
-/// Handles one shell request; true when it was a cell that failed with stop_on_error.
-async fn handle_shell<I: Interpreter>(shared: &Arc<Shared<I>>, sock: &mut RouterSend, msg: &Message, state: &mut ShellState) -> bool {
+/// Everything already received: the requests a client sent before it could know that a cell failed.
+fn queued_now(rx: &mut mpsc::UnboundedReceiver<Message>) -> Vec<Message> {
+    std::iter::from_fn(|| rx.try_recv().ok()).collect()
+}
+
+/// Handles one shell request. When it is a cell that failed with stop_on_error, returns the requests queued
+/// behind it (taken before the failure is replied, so that none sent after the client learnt of it is included).
+async fn handle_shell<I: Interpreter>(
+    shared: &Arc<Shared<I>>,
+    sock: &mut RouterSend,
+    msg: &Message,
+    state: &mut ShellState,
+    rx: &mut mpsc::UnboundedReceiver<Message>,
+) -> Vec<Message> {
     let out = shared.publisher(msg);
     out.status("busy");
     let session = shared.session.as_str();
-    let mut failed = false;
+    let mut queued = Vec::new();
     let reply = match msg.msg_type() {
         "kernel_info_request" => Some(("kernel_info_reply".to_string(), kernel_info_content(shared))),
         "execute_request" => {
             let (content, stop) = execute(shared, msg, &out, state).await;
-            failed = stop;
+            if stop {
+                tokio::task::yield_now().await;
+                queued = queued_now(rx);
+            }
             Some(("execute_reply".to_string(), content))
         }
         "complete_request" => {
@@ -339,7 +345,7 @@ async fn handle_shell<I: Interpreter>(shared: &Arc<Shared<I>>, sock: &mut Router
         send(sock, &shared.signer, &msg.reply(session, &reply_type, content)).await;
     }
     out.status("idle");
-    failed
+    queued
 }
 
 fn cursor_of(msg: &Message, code: &str) -> usize {

@@ -31,7 +31,11 @@ impl Interpreter for Mock {
                 out.stream("stdout", "hello, world\n");
                 ExecuteOutcome::Ok(None)
             }
-            "fail" => ExecuteOutcome::Error { ename: "MockError".into(), evalue: "failed".into(), traceback: vec![] },
+            "fail" => {
+                // Slow enough for the request sent right behind it to be queued when it fails.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                ExecuteOutcome::Error { ename: "MockError".into(), evalue: "failed".into(), traceback: vec![] }
+            }
             other => {
                 let mut data = MimeBundle::new();
                 data.insert("text/plain".into(), json!(other));
@@ -159,12 +163,9 @@ async fn the_protocol_layer_survives_panics_interrupts_and_forgeries() {
     c.shell_request("execute_request", execute_content("queued")).await;
     assert_eq!(c.shell_reply().await.content["status"], "error");
     assert_eq!(c.shell_reply().await.content["status"], "aborted");
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     // A panic becomes one error message and an error reply; the kernel lives.
-    let mut content = execute_content("panic");
-    content["stop_on_error"] = json!(false);
-    let id = c.shell_request("execute_request", content).await;
+    let id = c.shell_request("execute_request", execute_content("panic")).await;
     let reply = c.shell_reply().await;
     assert_eq!(reply.content["status"], "error");
     assert!(reply.content["evalue"].as_str().unwrap_or_default().contains("panicked on purpose"));
@@ -185,7 +186,6 @@ async fn the_protocol_layer_survives_panics_interrupts_and_forgeries() {
     let reply = c.shell_reply().await;
     assert_eq!(reply.content["ename"], "Interrupted");
     assert!(asked.elapsed() < Duration::from_secs(1));
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     // A forged message (wrong key) is dropped: no reply; the next good request is answered.
     let forger = Signer::new("hmac-sha256", "wrong").expect("signer");
