@@ -6,6 +6,7 @@ import os
 import queue
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,4 +85,6 @@ def km(kernel):
 
 @pytest.fixture
 def kestrel_bin() -> str:
-    return os.environ.get("KESTREL_BIN", "kestrel")
+    """The binary under test: $KESTREL_BIN (test.sh sets it), else the one install.sh put in .venv/bin."""
+    default = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "kestrel"
+    return os.environ.get("KESTREL_BIN", str(default))

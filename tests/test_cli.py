@@ -40,7 +40,7 @@ def test_json_lines_from_stdin(kestrel_bin):
     p = run(kestrel_bin, "-", "--format", "json", input="SELECT * FROM (VALUES (1, 'x'), (2, NULL)) AS t(id, name)")
     assert p.returncode == 0, p.stderr
     rows = [json.loads(line) for line in p.stdout.splitlines()]
-    assert rows == [{"id": 1, "name": "x"}, {"id": 2}]
+    assert rows == [{"id": 1, "name": "x"}, {"id": 2, "name": None}]
 
 
 def test_errors_exit_non_zero_and_name_the_problem(kestrel_bin):

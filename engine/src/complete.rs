@@ -127,94 +127,119 @@ fn in_literal(code: &str, cursor: usize) -> bool {
     })
 }
 
+/// Gathers candidates that match the typed prefix, each once, in the order offered.
+struct Candidates<'a> {
+    prefix: &'a str,
+    found: Vec<Candidate>,
+}
+
+impl Candidates<'_> {
+    fn add(&mut self, text: String, kind: CandidateKind, detail: Option<String>) {
+        if starts_with_ignore_case(&text, self.prefix) && !self.found.iter().any(|c| c.text == text)
+        {
+            self.found.push(Candidate { text, kind, detail });
+        }
+    }
+
+    async fn add_columns(&mut self, ctx: &SessionContext, table: &TableName) {
+        if let Some(schema) = names::table_schema(ctx, table).await {
+            for field in schema.fields() {
+                self.add(
+                    field.name().clone(),
+                    CandidateKind::Column,
+                    Some(field.data_type().to_string()),
+                );
+            }
+        }
+    }
+
+    /// Tables; the information schema's only once a prefix is typed.
+    fn add_tables(&mut self, tables: &[TableName]) {
+        for t in tables {
+            if !t.typed.starts_with("information_schema.") || !self.prefix.is_empty() {
+                self.add(t.typed.clone(), CandidateKind::Table, None);
+            }
+        }
+    }
+}
+
 pub(crate) async fn complete(ctx: &SessionContext, code: &str, cursor: usize) -> Completion {
     let cursor = floor_char_boundary(code, cursor);
     let (start, end) = word_around(code, cursor);
-    let mut out = Completion {
-        candidates: Vec::new(),
-        start,
-        end,
-    };
     if in_literal(code, cursor) {
-        out.start = cursor;
-        out.end = cursor;
-        return out;
+        return Completion {
+            candidates: Vec::new(),
+            start: cursor,
+            end: cursor,
+        };
     }
-    let prefix = &code[start..cursor];
+    let mut c = Candidates {
+        prefix: &code[start..cursor],
+        found: Vec::new(),
+    };
     let tables = names::list_tables(ctx);
     let uses = tables_in_statement(code, cursor, &tables);
-    let mut push = |out: &mut Completion, text: String, kind, detail: Option<String>| {
-        if starts_with_ignore_case(&text, prefix) && !out.candidates.iter().any(|c| c.text == text) {
-            out.candidates.push(Candidate { text, kind, detail });
-        }
-    };
 
-    // `alias.` / `table.` → that table's columns; `schema.` → its tables.
     if let Some(qualifier) = qualifier_before(code, start) {
+        // `alias.` / `table.` → that table's columns; `schema.` → its tables.
         let table = uses
             .iter()
-            .find(|u| u.alias.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&qualifier)))
+            .find(|u| {
+                u.alias
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(&qualifier))
+            })
             .map(|u| u.table.clone())
             .or_else(|| find_table(&tables, &qualifier));
         if let Some(table) = table {
-            add_columns(ctx, &table, &mut out, &mut push).await;
+            c.add_columns(ctx, &table).await;
         } else {
             let dotted = format!("{qualifier}.");
             for t in &tables {
                 if let Some(rest) = t.typed.strip_prefix(&dotted) {
-                    push(&mut out, rest.to_string(), CandidateKind::Table, None);
+                    c.add(rest.to_string(), CandidateKind::Table, None);
                 }
             }
         }
-        return out;
-    }
-
-    let wants_table = matches!(
+    } else if matches!(
         previous_word(code, start).as_deref(),
         Some("FROM" | "JOIN" | "INTO" | "TABLE" | "UPDATE" | "DESCRIBE" | "EXISTS")
-    );
-    let add_tables = |out: &mut Completion, push: &mut dyn FnMut(&mut Completion, String, CandidateKind, Option<String>)| {
-        for t in &tables {
-            if !t.typed.starts_with("information_schema.") || !prefix.is_empty() {
-                push(out, t.typed.clone(), CandidateKind::Table, None);
+    ) {
+        // A relation goes here: a table, or a table function such as generate_series.
+        c.add_tables(&tables);
+        for f in names::table_function_names(ctx) {
+            c.add(f, CandidateKind::Function, None);
+        }
+    } else {
+        for u in &uses {
+            c.add_columns(ctx, &u.table).await;
+        }
+        c.add_tables(&tables);
+        if !c.prefix.is_empty() {
+            for f in names::function_names(ctx) {
+                c.add(f, CandidateKind::Function, None);
+            }
+            let lower = c
+                .prefix
+                .chars()
+                .all(|ch| !ch.is_alphabetic() || ch.is_lowercase());
+            for kw in names::sql_keywords() {
+                c.add(
+                    if lower {
+                        kw.to_ascii_lowercase()
+                    } else {
+                        kw.to_string()
+                    },
+                    CandidateKind::Keyword,
+                    None,
+                );
             }
         }
-    };
-    if wants_table {
-        // A relation goes here: a table, or a table function such as generate_series.
-        add_tables(&mut out, &mut push);
-        for f in names::table_function_names(ctx) {
-            push(&mut out, f, CandidateKind::Function, None);
-        }
-        return out;
     }
-    for u in &uses {
-        add_columns(ctx, &u.table, &mut out, &mut push).await;
-    }
-    add_tables(&mut out, &mut push);
-    if !prefix.is_empty() {
-        for f in names::function_names(ctx) {
-            push(&mut out, f, CandidateKind::Function, None);
-        }
-        let lower = prefix.chars().all(|c| !c.is_alphabetic() || c.is_lowercase());
-        for kw in names::sql_keywords() {
-            let kw = if lower { kw.to_ascii_lowercase() } else { kw.to_string() };
-            push(&mut out, kw, CandidateKind::Keyword, None);
-        }
-    }
-    out
-}
-
-async fn add_columns(
-    ctx: &SessionContext,
-    table: &TableName,
-    out: &mut Completion,
-    push: &mut (dyn FnMut(&mut Completion, String, CandidateKind, Option<String>) + Send),
-) {
-    if let Some(schema) = names::table_schema(ctx, table).await {
-        for field in schema.fields() {
-            push(out, field.name().clone(), CandidateKind::Column, Some(field.data_type().to_string()));
-        }
+    Completion {
+        candidates: c.found,
+        start,
+        end,
     }
 }
 

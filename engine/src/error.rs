@@ -98,9 +98,10 @@ fn classify(err: &DataFusionError) -> EngineError {
             EngineError::new(ErrorKind::Plan, err.message().trim())
         }
         E::Internal(msg) => EngineError::new(ErrorKind::Internal, msg.trim()),
-        E::ExecutionJoin(join) if join.is_panic() => {
-            EngineError::new(ErrorKind::Internal, format!("a query task panicked: {join}"))
-        }
+        E::ExecutionJoin(join) if join.is_panic() => EngineError::new(
+            ErrorKind::Internal,
+            format!("a query task panicked: {join}"),
+        ),
         // An external error may itself wrap a DataFusion error (e.g. from a table provider).
         E::External(inner) => match inner.downcast_ref::<DataFusionError>() {
             Some(df) => classify(df),
@@ -135,12 +136,17 @@ mod tests {
     #[test]
     fn parse_errors_lose_the_debug_wrapper() {
         let err = DataFusionError::SQL(
-            Box::new(ParserError::ParserError("Expected: an SQL statement, found: SELEC".into())),
+            Box::new(ParserError::ParserError(
+                "Expected: an SQL statement, found: SELEC".into(),
+            )),
             None,
         );
         let e = EngineError::from(err);
         assert_eq!(e.kind, ErrorKind::Parse);
         assert_eq!(e.message, "Expected: an SQL statement, found: SELEC");
-        assert_eq!(e.to_string(), "ParseError: Expected: an SQL statement, found: SELEC");
+        assert_eq!(
+            e.to_string(),
+            "ParseError: Expected: an SQL statement, found: SELEC"
+        );
     }
 }

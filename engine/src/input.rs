@@ -19,11 +19,17 @@ pub(crate) enum TokenKind {
     /// A bare word: keyword or identifier.
     Word,
     /// A `"quoted identifier"`; `closed` is false when the input ends inside it.
-    QuotedName { closed: bool },
+    QuotedName {
+        closed: bool,
+    },
     /// A `'string'` (also `E'..'`, `$$..$$`); `closed` is false when the input ends inside it.
-    Str { closed: bool },
+    Str {
+        closed: bool,
+    },
     /// `-- line` or `/* block */`; `closed` is false for an unterminated block comment.
-    Comment { closed: bool },
+    Comment {
+        closed: bool,
+    },
     Number,
     Punct(char),
 }
@@ -66,7 +72,7 @@ pub(crate) fn lex(src: &str) -> Vec<Token> {
                 chars.next();
                 let mut depth = 1usize;
                 let mut prev = '\0';
-                while let Some((_, c)) = chars.next() {
+                for (_, c) in chars.by_ref() {
                     if prev == '/' && c == '*' {
                         depth += 1;
                         prev = '\0';
@@ -142,7 +148,11 @@ pub(crate) fn lex(src: &str) -> Vec<Token> {
 
 /// Skips to the closing `quote` (a doubled quote is an escaped one; with `backslash`, `\x` escapes too).
 /// Returns whether the closing quote was found.
-fn skip_quoted(chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>, quote: char, backslash: bool) -> bool {
+fn skip_quoted(
+    chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>,
+    quote: char,
+    backslash: bool,
+) -> bool {
     while let Some((_, c)) = chars.next() {
         if backslash && c == '\\' {
             chars.next();

@@ -55,15 +55,32 @@ pub(crate) async fn inspect(ctx: &SessionContext, code: &str, cursor: usize) -> 
     let qualifier = qualifier_before(code, start);
     for u in &uses {
         if let Some(q) = &qualifier {
-            let named = u.alias.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(q)) || u.table.typed.eq_ignore_ascii_case(q);
+            let named = u
+                .alias
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(q))
+                || u.table.typed.eq_ignore_ascii_case(q);
             if !named {
                 continue;
             }
         }
         if let Some(schema) = names::table_schema(ctx, &u.table).await {
-            if let Some(field) = schema.fields().iter().find(|f| f.name().eq_ignore_ascii_case(word)) {
-                let null = if field.is_nullable() { "nullable" } else { "NOT NULL" };
-                let plain = format!("column {}.{}: {} ({null})", u.table.typed, field.name(), field.data_type());
+            if let Some(field) = schema
+                .fields()
+                .iter()
+                .find(|f| f.name().eq_ignore_ascii_case(word))
+            {
+                let null = if field.is_nullable() {
+                    "nullable"
+                } else {
+                    "NOT NULL"
+                };
+                let plain = format!(
+                    "column {}.{}: {} ({null})",
+                    u.table.typed,
+                    field.name(),
+                    field.data_type()
+                );
                 let markdown = format!(
                     "**column** `{}.{}` — `{}` ({null})",
                     u.table.typed,
@@ -79,17 +96,49 @@ pub(crate) async fn inspect(ctx: &SessionContext, code: &str, cursor: usize) -> 
 
 async fn describe_table(ctx: &SessionContext, table: &TableName) -> Option<Inspection> {
     let schema = names::table_schema(ctx, table).await?;
-    let kind = names::table_kind(ctx, table).await.unwrap_or_else(|| "table".into());
-    let name_width = schema.fields().iter().map(|f| f.name().chars().count()).max().unwrap_or(0).max(6);
-    let types: Vec<String> = schema.fields().iter().map(|f| f.data_type().to_string()).collect();
-    let type_width = types.iter().map(|t| t.chars().count()).max().unwrap_or(0).max(4);
+    let kind = names::table_kind(ctx, table)
+        .await
+        .unwrap_or_else(|| "table".into());
+    let name_width = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let types: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().to_string())
+        .collect();
+    let type_width = types
+        .iter()
+        .map(|t| t.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     let n = schema.fields().len();
-    let mut plain = format!("{kind} {} ({n} column{})\n\n", table.typed, if n == 1 { "" } else { "s" });
-    let _ = writeln!(plain, "  {:name_width$}  {:type_width$}  {}", "column", "type", "null");
-    let mut markdown = format!("**{kind}** `{}`\n\n| column | type | nullable |\n|---|---|---|\n", table.typed);
+    let mut plain = format!(
+        "{kind} {} ({n} column{})\n\n",
+        table.typed,
+        if n == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        plain,
+        "  {:name_width$}  {:type_width$}  null",
+        "column", "type"
+    );
+    let mut markdown = format!(
+        "**{kind}** `{}`\n\n| column | type | nullable |\n|---|---|---|\n",
+        table.typed
+    );
     for (field, ty) in schema.fields().iter().zip(&types) {
         let null = if field.is_nullable() { "YES" } else { "NO" };
-        let _ = writeln!(plain, "  {:name_width$}  {ty:type_width$}  {null}", field.name());
+        let _ = writeln!(
+            plain,
+            "  {:name_width$}  {ty:type_width$}  {null}",
+            field.name()
+        );
         let _ = writeln!(markdown, "| {} | `{ty}` | {null} |", field.name());
     }
     Some(Inspection { plain, markdown })
@@ -100,8 +149,18 @@ fn describe_function(f: FunctionInfo<'_>) -> Inspection {
     let mut markdown = format!("**{}** `{}`\n\n", f.kind, f.name);
     match f.documentation {
         Some(doc) => {
-            let _ = write!(plain, "\n{}\n\n{}\n", doc.syntax_example, doc.description.trim());
-            let _ = write!(markdown, "```sql\n{}\n```\n\n{}\n", doc.syntax_example, doc.description.trim());
+            let _ = write!(
+                plain,
+                "\n{}\n\n{}\n",
+                doc.syntax_example,
+                doc.description.trim()
+            );
+            let _ = write!(
+                markdown,
+                "```sql\n{}\n```\n\n{}\n",
+                doc.syntax_example,
+                doc.description.trim()
+            );
             if let Some(args) = &doc.arguments {
                 plain.push_str("\nArguments:\n");
                 markdown.push_str("\n**Arguments**\n\n");
@@ -112,7 +171,11 @@ fn describe_function(f: FunctionInfo<'_>) -> Inspection {
             }
             if let Some(example) = &doc.sql_example {
                 let _ = write!(plain, "\nExample:\n{}\n", example.trim_end());
-                let _ = write!(markdown, "\n**Example**\n\n```\n{}\n```\n", example.trim_end());
+                let _ = write!(
+                    markdown,
+                    "\n**Example**\n\n```\n{}\n```\n",
+                    example.trim_end()
+                );
             }
         }
         None => {
@@ -133,7 +196,10 @@ mod tests {
     async fn engine() -> Engine {
         let engine = Engine::new();
         engine
-            .run_cell("CREATE TABLE sessions (user_id BIGINT NOT NULL, page TEXT)", &RunOptions::all_rows())
+            .run_cell(
+                "CREATE TABLE sessions (user_id BIGINT NOT NULL, page TEXT)",
+                &RunOptions::all_rows(),
+            )
             .await
             .expect("setup");
         engine
@@ -142,11 +208,22 @@ mod tests {
     #[tokio::test]
     async fn a_table_shows_columns_types_and_nullability() {
         let e = engine().await;
-        let i = e.inspect("SELECT * FROM sessions", 17).await.expect("found");
-        assert!(i.plain.starts_with("table sessions (2 columns)"), "{}", i.plain);
+        let i = e
+            .inspect("SELECT * FROM sessions", 17)
+            .await
+            .expect("found");
+        assert!(
+            i.plain.starts_with("table sessions (2 columns)"),
+            "{}",
+            i.plain
+        );
         assert!(i.plain.contains("user_id  Int64"), "{}", i.plain);
         assert!(i.plain.contains("NO"), "{}", i.plain);
-        assert!(i.markdown.contains("| page | `Utf8View` | YES |"), "{}", i.markdown);
+        assert!(
+            i.markdown.contains("| page | `Utf8View` | YES |"),
+            "{}",
+            i.markdown
+        );
     }
 
     #[tokio::test]
@@ -155,13 +232,20 @@ mod tests {
         let i = e.inspect("SELECT abs(", 11).await.expect("found");
         assert!(i.plain.starts_with("scalar function abs"), "{}", i.plain);
         assert!(i.plain.contains("abs(numeric_expression)"), "{}", i.plain);
-        assert!(i.plain.to_lowercase().contains("absolute value"), "{}", i.plain);
+        assert!(
+            i.plain.to_lowercase().contains("absolute value"),
+            "{}",
+            i.plain
+        );
     }
 
     #[tokio::test]
     async fn a_column_shows_its_type() {
         let e = engine().await;
-        let i = e.inspect("SELECT s.page FROM sessions s", 10).await.expect("found");
+        let i = e
+            .inspect("SELECT s.page FROM sessions s", 10)
+            .await
+            .expect("found");
         assert_eq!(i.plain, "column sessions.page: Utf8View (nullable)");
     }
 

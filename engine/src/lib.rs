@@ -70,7 +70,10 @@ pub struct Progress {
 impl Progress {
     /// (1-based statement running, statements in the cell).
     pub fn statement(&self) -> (usize, usize) {
-        (self.statement.load(Ordering::Relaxed), self.statements.load(Ordering::Relaxed))
+        (
+            self.statement.load(Ordering::Relaxed),
+            self.statements.load(Ordering::Relaxed),
+        )
     }
 
     /// Rows the running statement has produced so far.
@@ -114,7 +117,9 @@ impl Engine {
         let dialect = dialect_from_str(dialect_name).ok_or_else(|| {
             EngineError::new(
                 ErrorKind::Plan,
-                format!("unsupported SQL dialect '{dialect_name}' in datafusion.sql_parser.dialect"),
+                format!(
+                    "unsupported SQL dialect '{dialect_name}' in datafusion.sql_parser.dialect"
+                ),
             )
         })?;
         let mut parser = DFParserBuilder::new(sql)
@@ -124,7 +129,11 @@ impl Engine {
     }
 
     /// Plans and runs one statement.
-    pub async fn execute(&self, statement: Statement, opts: &RunOptions) -> Result<Outcome, EngineError> {
+    pub async fn execute(
+        &self,
+        statement: Statement,
+        opts: &RunOptions,
+    ) -> Result<Outcome, EngineError> {
         let started = Instant::now();
         let state = self.ctx.state();
         let plan = state.statement_to_plan(statement).await?;
@@ -158,7 +167,11 @@ impl Engine {
 
     /// Runs every statement of a cell in order and returns the last one's outcome (`None` for a cell with no
     /// statements). An error names the failing statement when the cell holds several.
-    pub async fn run_cell(&self, sql: &str, opts: &RunOptions) -> Result<Option<Outcome>, EngineError> {
+    pub async fn run_cell(
+        &self,
+        sql: &str,
+        opts: &RunOptions,
+    ) -> Result<Option<Outcome>, EngineError> {
         let statements = self.parse(sql)?;
         let count = statements.len();
         let mut last = None;

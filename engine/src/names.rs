@@ -3,11 +3,11 @@
 
 use crate::input::{lex, Token, TokenKind};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::information_schema::{INFORMATION_SCHEMA, INFORMATION_SCHEMA_TABLES};
+use datafusion::common::TableReference;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{Documentation, Signature};
 use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
-use datafusion::catalog::information_schema::{INFORMATION_SCHEMA, INFORMATION_SCHEMA_TABLES};
-use datafusion::common::TableReference;
 use std::collections::BTreeSet;
 
 /// A table as a user would type it: bare in the default schema, `schema.table` elsewhere.
@@ -32,9 +32,13 @@ pub(crate) fn list_tables(ctx: &SessionContext) -> Vec<TableName> {
     );
     let mut out = Vec::new();
     for catalog_name in ctx.catalog_names() {
-        let Some(catalog) = ctx.catalog(&catalog_name) else { continue };
+        let Some(catalog) = ctx.catalog(&catalog_name) else {
+            continue;
+        };
         for schema_name in catalog.schema_names() {
-            let Some(schema) = catalog.schema(&schema_name) else { continue };
+            let Some(schema) = catalog.schema(&schema_name) else {
+                continue;
+            };
             for table in schema.table_names() {
                 let typed = if catalog_name == default_catalog && schema_name == default_schema {
                     table
@@ -67,7 +71,10 @@ pub(crate) fn find_table(tables: &[TableName], typed: &str) -> Option<TableName>
 }
 
 pub(crate) async fn table_schema(ctx: &SessionContext, table: &TableName) -> Option<SchemaRef> {
-    ctx.table_provider(table.reference()).await.ok().map(|p| p.schema())
+    ctx.table_provider(table.reference())
+        .await
+        .ok()
+        .map(|p| p.schema())
 }
 
 pub(crate) async fn table_kind(ctx: &SessionContext, table: &TableName) -> Option<String> {
@@ -127,7 +134,11 @@ fn name_text<'a>(code: &'a str, token: &Token) -> Option<&'a str> {
 }
 
 /// The tables named in the statement around `cursor`, with their aliases.
-pub(crate) fn tables_in_statement(code: &str, cursor: usize, tables: &[TableName]) -> Vec<TableUse> {
+pub(crate) fn tables_in_statement(
+    code: &str,
+    cursor: usize,
+    tables: &[TableName],
+) -> Vec<TableUse> {
     let tokens = statement_tokens(code, cursor);
     let mut uses: Vec<TableUse> = Vec::new();
     let mut i = 0;
@@ -152,7 +163,9 @@ pub(crate) fn tables_in_statement(code: &str, cursor: usize, tables: &[TableName
         if let Some(table) = find_table(tables, &typed) {
             let mut alias = None;
             let mut k = j;
-            if tokens.get(k).is_some_and(|t| t.kind == TokenKind::Word && t.text(code).eq_ignore_ascii_case("AS")) {
+            if tokens.get(k).is_some_and(|t| {
+                t.kind == TokenKind::Word && t.text(code).eq_ignore_ascii_case("AS")
+            }) {
                 k += 1;
             }
             if let Some(word) = tokens.get(k).and_then(|t| name_text(code, t)) {
@@ -194,7 +207,11 @@ pub(crate) fn function_names(ctx: &SessionContext) -> BTreeSet<String> {
 }
 
 /// Calls `f` with what the session knows of function `name`, if it is one.
-pub(crate) fn with_function<R>(ctx: &SessionContext, name: &str, f: impl FnOnce(FunctionInfo<'_>) -> R) -> Option<R> {
+pub(crate) fn with_function<R>(
+    ctx: &SessionContext,
+    name: &str,
+    f: impl FnOnce(FunctionInfo<'_>) -> R,
+) -> Option<R> {
     let state = ctx.state();
     let key = name.to_ascii_lowercase();
     if let Some(udf) = state.scalar_functions().get(&key) {

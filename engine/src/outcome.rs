@@ -54,7 +54,10 @@ pub struct Confirmation {
 pub(crate) enum StatementKind {
     Query,
     /// A statement whose output is a confirmation; `counts` when its single output row is a row count.
-    Command { message: String, counts: bool },
+    Command {
+        message: String,
+        counts: bool,
+    },
 }
 
 impl StatementKind {
@@ -69,11 +72,17 @@ impl StatementKind {
         };
         match plan {
             LogicalPlan::Ddl(ddl) => match ddl {
-                DdlStatement::CreateExternalTable(t) => command(format!("Created external table {}", t.name)),
+                DdlStatement::CreateExternalTable(t) => {
+                    command(format!("Created external table {}", t.name))
+                }
                 DdlStatement::CreateMemoryTable(t) => command(format!("Created table {}", t.name)),
                 DdlStatement::CreateView(v) => command(format!("Created view {}", v.name)),
-                DdlStatement::CreateCatalogSchema(s) => command(format!("Created schema {}", s.schema_name)),
-                DdlStatement::CreateCatalog(c) => command(format!("Created catalog {}", c.catalog_name)),
+                DdlStatement::CreateCatalogSchema(s) => {
+                    command(format!("Created schema {}", s.schema_name))
+                }
+                DdlStatement::CreateCatalog(c) => {
+                    command(format!("Created catalog {}", c.catalog_name))
+                }
                 DdlStatement::DropTable(t) => command(format!("Dropped table {}", t.name)),
                 DdlStatement::DropView(v) => command(format!("Dropped view {}", v.name)),
                 DdlStatement::DropCatalogSchema(s) => command(format!("Dropped schema {}", s.name)),
@@ -153,13 +162,22 @@ fn count_of(batches: &[RecordBatch]) -> u64 {
     batches
         .iter()
         .filter(|b| b.num_columns() > 0)
-        .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().map(|a| a.iter().flatten().sum::<u64>()))
+        .filter_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .map(|a| a.iter().flatten().sum::<u64>())
+        })
         .sum()
 }
 
 /// "1 row", "2,000 rows".
 pub fn rows(n: u64) -> String {
-    format!("{} {}", group_thousands(n), if n == 1 { "row" } else { "rows" })
+    format!(
+        "{} {}",
+        group_thousands(n),
+        if n == 1 { "row" } else { "rows" }
+    )
 }
 
 /// 2000000 → "2,000,000".
@@ -167,7 +185,7 @@ pub fn group_thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -20,10 +20,11 @@ struct Kestrel {
 fn column_type(dt: &DataType) -> DefaultColumnType {
     use DataType::*;
     match dt {
-        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 => DefaultColumnType::Integer,
-        Float16 | Float32 | Float64 | Decimal32(..) | Decimal64(..) | Decimal128(..) | Decimal256(..) => {
-            DefaultColumnType::FloatingPoint
+        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 => {
+            DefaultColumnType::Integer
         }
+        Float16 | Float32 | Float64 | Decimal32(..) | Decimal64(..) | Decimal128(..)
+        | Decimal256(..) => DefaultColumnType::FloatingPoint,
         Utf8 | LargeUtf8 | Utf8View => DefaultColumnType::Text,
         _ => DefaultColumnType::Any,
     }
@@ -44,8 +45,16 @@ fn rows_of(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, EngineError> {
             let mut cells = Vec::with_capacity(formatters.len());
             for (nulls, f) in nulls.iter().zip(&formatters) {
                 let is_null = nulls.as_ref().is_some_and(|n| n.is_null(row));
-                let text = if is_null { "NULL".to_string() } else { f.value(row).to_string() };
-                cells.push(if text.is_empty() { "(empty)".to_string() } else { text });
+                let text = if is_null {
+                    "NULL".to_string()
+                } else {
+                    f.value(row).to_string()
+                };
+                cells.push(if text.is_empty() {
+                    "(empty)".to_string()
+                } else {
+                    text
+                });
             }
             rows.push(cells);
         }
@@ -61,9 +70,16 @@ impl sqllogictest::AsyncDB for Kestrel {
     async fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
         match self.engine.run_cell(sql, &RunOptions::all_rows()).await? {
             None => Ok(DBOutput::StatementComplete(0)),
-            Some(Outcome::Done(done)) => Ok(DBOutput::StatementComplete(done.rows_affected.unwrap_or(0))),
+            Some(Outcome::Done(done)) => {
+                Ok(DBOutput::StatementComplete(done.rows_affected.unwrap_or(0)))
+            }
             Some(Outcome::Rows(result)) => {
-                let types = result.schema.fields().iter().map(|f| column_type(f.data_type())).collect();
+                let types = result
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| column_type(f.data_type()))
+                    .collect();
                 Ok(DBOutput::Rows {
                     types,
                     rows: rows_of(&result.batches)?,
@@ -84,7 +100,9 @@ impl sqllogictest::AsyncDB for Kestrel {
 }
 
 fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -104,14 +122,25 @@ async fn main() {
     files.sort();
     let (mut passed, mut failed) = (0, 0);
     for path in files {
-        let name = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
+        let name = path
+            .strip_prefix(&root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
             continue;
         }
-        let mut runner = sqllogictest::Runner::new(|| async { Ok(Kestrel { engine: Engine::new() }) });
+        let mut runner = sqllogictest::Runner::new(|| async {
+            Ok(Kestrel {
+                engine: Engine::new(),
+            })
+        });
         runner.add_label("kestrel");
         runner.with_column_validator(sqllogictest::strict_column_validator);
-        runner.set_var("__DATA__".to_string(), root.join("data").display().to_string());
+        runner.set_var(
+            "__DATA__".to_string(),
+            root.join("data").display().to_string(),
+        );
         match runner.run_file_async(&path).await {
             Ok(()) => {
                 println!("ok   {name}");

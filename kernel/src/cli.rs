@@ -4,7 +4,7 @@
 use crate::render;
 use anyhow::Context;
 use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
-use datafusion::arrow::json::LineDelimitedWriter;
+use datafusion::arrow::json::{writer::LineDelimited, WriterBuilder as JsonWriterBuilder};
 use kestrel_engine::{Engine, Outcome, RunOptions};
 use std::io::Write;
 
@@ -14,21 +14,30 @@ pub enum Format {
     Table,
     /// CSV with a header row
     Csv,
-    /// One JSON object per row (JSON lines)
+    /// One JSON object per row (JSON lines), NULLs included
     Json,
 }
 
 /// Runs `sql` statement by statement; returns an error (after printing what ran) at the first failure.
 pub async fn run(sql: &str, format: Format) -> anyhow::Result<()> {
     let engine = Engine::new();
-    let statements = engine.parse(sql).map_err(|e| anyhow::anyhow!("{}", render::error_parts(&e).1).context(e.kind.name()))?;
+    let statements = engine
+        .parse(sql)
+        .map_err(|e| anyhow::anyhow!("{}", render::error_parts(&e).1).context(e.kind.name()))?;
     let count = statements.len();
     let stdout = std::io::stdout();
     for (i, statement) in statements.into_iter().enumerate() {
-        let outcome = engine.execute(statement, &RunOptions::all_rows()).await.map_err(|e| {
-            let where_ = if count > 1 { format!(" (in statement {} of {count})", i + 1) } else { String::new() };
-            anyhow::anyhow!("{}: {}{where_}", e.kind.name(), e.message)
-        })?;
+        let outcome = engine
+            .execute(statement, &RunOptions::all_rows())
+            .await
+            .map_err(|e| {
+                let where_ = if count > 1 {
+                    format!(" (in statement {} of {count})", i + 1)
+                } else {
+                    String::new()
+                };
+                anyhow::anyhow!("{}: {}{where_}", e.kind.name(), e.message)
+            })?;
         let mut out = stdout.lock();
         match outcome {
             Outcome::Done(done) => eprintln!("{}", done.message),
@@ -36,7 +45,11 @@ pub async fn run(sql: &str, format: Format) -> anyhow::Result<()> {
                 Format::Table => {
                     let rows = render::cells(&result.batches, render::Fit::All);
                     writeln!(out, "{}", render::text_table(&result.schema, &rows))?;
-                    eprintln!("{} · {}", kestrel_engine::count_rows(result.total_rows), render::format_elapsed(result.elapsed));
+                    eprintln!(
+                        "{} · {}",
+                        kestrel_engine::count_rows(result.total_rows),
+                        render::format_elapsed(result.elapsed)
+                    );
                 }
                 Format::Csv => {
                     let mut writer = CsvWriterBuilder::new().with_header(true).build(&mut out);
@@ -45,7 +58,10 @@ pub async fn run(sql: &str, format: Format) -> anyhow::Result<()> {
                     }
                 }
                 Format::Json => {
-                    let mut writer = LineDelimitedWriter::new(&mut out);
+                    // NULLs are written out (`"name": null`) so every row has every column.
+                    let mut writer = JsonWriterBuilder::new()
+                        .with_explicit_nulls(true)
+                        .build::<_, LineDelimited>(&mut out);
                     for batch in &result.batches {
                         writer.write(batch).context("writing JSON")?;
                     }

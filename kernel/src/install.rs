@@ -31,7 +31,8 @@ pub fn install(prefix: Option<&Path>, name: &str, exe: &Path) -> anyhow::Result<
     let path = dir.join("kernel.json");
     let text = serde_json::to_string_pretty(&spec)?;
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    std::fs::write(dir.join("logo-svg.svg"), LOGO).with_context(|| format!("cannot write the logo in {}", dir.display()))?;
+    std::fs::write(dir.join("logo-svg.svg"), LOGO)
+        .with_context(|| format!("cannot write the logo in {}", dir.display()))?;
     Ok(dir)
 }
 
@@ -46,10 +47,14 @@ mod tests {
         let prefix = std::env::temp_dir().join(format!("kestrel-install-{}", std::process::id()));
         let dir = install(Some(&prefix), "kestrel", Path::new("/opt/kestrel")).expect("install");
         let spec: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("kernel.json")).expect("read")).expect("json");
+            serde_json::from_str(&std::fs::read_to_string(dir.join("kernel.json")).expect("read"))
+                .expect("json");
         assert_eq!(spec["display_name"], "Kestrel (SQL)");
         assert_eq!(spec["language"], "sql");
-        assert_eq!(spec["argv"], json!(["/opt/kestrel", "kernel", "-f", "{connection_file}"]));
+        assert_eq!(
+            spec["argv"],
+            json!(["/opt/kestrel", "kernel", "-f", "{connection_file}"])
+        );
         let _ = std::fs::remove_dir_all(prefix);
     }
 }

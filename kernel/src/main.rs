@@ -16,7 +16,11 @@ use std::io::Read;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "kestrel", version, about = "A Jupyter kernel for SQL and ML data work on Apache DataFusion")]
+#[command(
+    name = "kestrel",
+    version,
+    about = "A Jupyter kernel for SQL and ML data work on Apache DataFusion"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -62,7 +66,10 @@ fn history_path() -> Option<PathBuf> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kestrel: cannot start the async runtime: {e}");
@@ -76,19 +83,26 @@ fn main() -> std::process::ExitCode {
                 protocol::serve(connection_file, kernel, history_path()).await
             }
             Command::Install { prefix, name } => {
-                let exe = std::env::current_exe().context("cannot find the kestrel executable's path")?;
+                let exe =
+                    std::env::current_exe().context("cannot find the kestrel executable's path")?;
                 let dir = install::install(prefix.as_deref(), &name, &exe)?;
                 println!("Installed kernelspec '{name}' in {}", dir.display());
                 Ok(())
             }
-            Command::Sql { command, file, format } => {
+            Command::Sql {
+                command,
+                file,
+                format,
+            } => {
                 let sql = match (command, file) {
                     (Some(sql), _) => sql,
                     (None, Some(path)) if path.as_os_str() != "-" => std::fs::read_to_string(&path)
                         .with_context(|| format!("cannot read {}", path.display()))?,
                     _ => {
                         let mut sql = String::new();
-                        std::io::stdin().read_to_string(&mut sql).context("cannot read standard input")?;
+                        std::io::stdin()
+                            .read_to_string(&mut sql)
+                            .context("cannot read standard input")?;
                         sql
                     }
                 };

@@ -41,7 +41,11 @@ impl Fit {
             Fit::All => text,
             Fit::Chars(n) => truncate(&text, n),
             Fit::Lines(chars, lines) => {
-                let mut kept: Vec<String> = text.lines().take(lines).map(|l| truncate(l, chars)).collect();
+                let mut kept: Vec<String> = text
+                    .lines()
+                    .take(lines)
+                    .map(|l| truncate(l, chars))
+                    .collect();
                 if text.lines().nth(lines).is_some() {
                     kept.push("…".into());
                 }
@@ -56,8 +60,11 @@ pub fn cells(batches: &[RecordBatch], fit: Fit) -> Vec<Vec<Cell>> {
     let options = FormatOptions::default();
     let mut rows = Vec::new();
     for batch in batches {
-        let formatters: Vec<Option<ArrayFormatter<'_>>> =
-            batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
+        let formatters: Vec<Option<ArrayFormatter<'_>>> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok())
+            .collect();
         // Logical nulls: a NullArray (the type of a bare NULL literal) has no null buffer but is all NULL.
         let nulls: Vec<_> = batch.columns().iter().map(|c| c.logical_nulls()).collect();
         for row in 0..batch.num_rows() {
@@ -68,7 +75,9 @@ pub fn cells(batches: &[RecordBatch], fit: Fit) -> Vec<Vec<Cell>> {
                     if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
                         return None;
                     }
-                    let text = f.as_ref().map_or_else(|| "<unprintable>".to_string(), |f| f.value(row).to_string());
+                    let text = f
+                        .as_ref()
+                        .map_or_else(|| "<unprintable>".to_string(), |f| f.value(row).to_string());
                     Some(fit.apply(text))
                 })
                 .collect();
@@ -113,7 +122,11 @@ pub fn format_elapsed(d: Duration) -> String {
 /// "3 rows" or "showing 50 of 2,000,000 rows".
 fn row_summary(result: &QueryResult) -> String {
     if result.is_truncated() {
-        format!("showing {} of {}", group_thousands(result.kept_rows() as u64), count_rows(result.total_rows))
+        format!(
+            "showing {} of {}",
+            group_thousands(result.kept_rows() as u64),
+            count_rows(result.total_rows)
+        )
     } else {
         count_rows(result.total_rows)
     }
@@ -121,7 +134,11 @@ fn row_summary(result: &QueryResult) -> String {
 
 pub fn table_html(result: &QueryResult) -> String {
     let schema = &result.schema;
-    let numeric: Vec<bool> = schema.fields().iter().map(|f| is_numeric(f.data_type())).collect();
+    let numeric: Vec<bool> = schema
+        .fields()
+        .iter()
+        .map(|f| is_numeric(f.data_type()))
+        .collect();
     let mut html = String::from(
         "<div class=\"kestrel-result\"><table class=\"kestrel-table\" style=\"border-collapse:collapse\"><thead><tr>",
     );
@@ -144,10 +161,18 @@ pub fn table_html(result: &QueryResult) -> String {
                     let _ = write!(html, "<td style=\"text-align:{align}\"><span class=\"kestrel-null\" style=\"color:#999;font-style:italic\">NULL</span></td>");
                 }
                 Some(text) if text.contains('\n') => {
-                    let _ = write!(html, "<td style=\"text-align:left\"><pre style=\"margin:0\">{}</pre></td>", escape_html(text));
+                    let _ = write!(
+                        html,
+                        "<td style=\"text-align:left\"><pre style=\"margin:0\">{}</pre></td>",
+                        escape_html(text)
+                    );
                 }
                 Some(text) => {
-                    let _ = write!(html, "<td style=\"text-align:{align}\">{}</td>", escape_html(text));
+                    let _ = write!(
+                        html,
+                        "<td style=\"text-align:{align}\">{}</td>",
+                        escape_html(text)
+                    );
                 }
             }
         }
@@ -164,12 +189,18 @@ pub fn table_html(result: &QueryResult) -> String {
 
 /// A boxed text table of `rows`; numbers right-aligned, NULL as `NULL`, multi-line values on several lines.
 pub fn text_table(schema: &Schema, rows: &[Vec<Cell>]) -> String {
-    let numeric: Vec<bool> = schema.fields().iter().map(|f| is_numeric(f.data_type())).collect();
+    let numeric: Vec<bool> = schema
+        .fields()
+        .iter()
+        .map(|f| is_numeric(f.data_type()))
+        .collect();
     let width = |s: &str| s.chars().count();
     let mut widths: Vec<usize> = schema.fields().iter().map(|f| width(f.name())).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            let cell_width = cell.as_deref().map_or(4, |c| c.lines().map(width).max().unwrap_or(0));
+            let cell_width = cell
+                .as_deref()
+                .map_or(4, |c| c.lines().map(width).max().unwrap_or(0));
             *w = (*w).max(cell_width);
         }
     }
@@ -180,7 +211,10 @@ pub fn text_table(schema: &Schema, rows: &[Vec<Cell>]) -> String {
     });
     // One table row: each cell's lines side by side, padded to the tallest cell.
     let row_lines = |cells: Vec<(&str, bool)>| -> String {
-        let split: Vec<Vec<&str>> = cells.iter().map(|(text, _)| text.split('\n').collect()).collect();
+        let split: Vec<Vec<&str>> = cells
+            .iter()
+            .map(|(text, _)| text.split('\n').collect())
+            .collect();
         let height = split.iter().map(Vec::len).max().unwrap_or(1);
         let mut out = String::new();
         for i in 0..height {
@@ -188,16 +222,28 @@ pub fn text_table(schema: &Schema, rows: &[Vec<Cell>]) -> String {
             for ((lines, &(_, right)), w) in split.iter().zip(&cells).zip(&widths) {
                 let text = lines.get(i).copied().unwrap_or("");
                 let pad = " ".repeat(w - width(text));
-                let _ = if right { write!(out, " {pad}{text} |") } else { write!(out, " {text}{pad} |") };
+                let _ = if right {
+                    write!(out, " {pad}{text} |")
+                } else {
+                    write!(out, " {text}{pad} |")
+                };
             }
             out.push('\n');
         }
         out
     };
-    let header = row_lines(schema.fields().iter().map(|f| (f.name().as_str(), false)).collect());
+    let header = row_lines(
+        schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), false))
+            .collect(),
+    );
     let mut out = format!("{rule}\n{header}{rule}\n");
     for row in rows {
-        let multi_line = row.iter().any(|c| c.as_deref().is_some_and(|t| t.contains('\n')));
+        let multi_line = row
+            .iter()
+            .any(|c| c.as_deref().is_some_and(|t| t.contains('\n')));
         let cells = row
             .iter()
             .zip(&numeric)
@@ -212,8 +258,15 @@ pub fn text_table(schema: &Schema, rows: &[Vec<Cell>]) -> String {
 /// The plain-text table. Its footer has the row count but not the time, so that text output is reproducible
 /// (saved notebooks diff cleanly); the HTML footer shows the time.
 pub fn table_plain(result: &QueryResult) -> String {
-    let rows = cells(&result.batches, Fit::Lines(PLAIN_LINE_CHARS, PLAIN_CELL_LINES));
-    format!("{}\n({})", text_table(&result.schema, &rows), row_summary(result))
+    let rows = cells(
+        &result.batches,
+        Fit::Lines(PLAIN_LINE_CHARS, PLAIN_CELL_LINES),
+    );
+    format!(
+        "{}\n({})",
+        text_table(&result.schema, &rows),
+        row_summary(result)
+    )
 }
 
 pub fn query_bundle(result: &QueryResult) -> Map<String, Value> {
@@ -293,8 +346,17 @@ mod tests {
     #[test]
     fn empty_string_is_not_null() {
         let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![Some(""), None]))]).expect("batch");
-        let r = QueryResult { schema, batches: vec![batch], total_rows: 2, elapsed: Duration::ZERO };
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec![Some(""), None]))],
+        )
+        .expect("batch");
+        let r = QueryResult {
+            schema,
+            batches: vec![batch],
+            total_rows: 2,
+            elapsed: Duration::ZERO,
+        };
         let html = table_html(&r);
         assert!(html.contains("<td style=\"text-align:left\"></td>"));
         assert_eq!(html.matches("kestrel-null").count(), 1);
@@ -314,8 +376,14 @@ mod tests {
 
     #[test]
     fn multi_line_values_span_lines() {
-        let schema = Schema::new(vec![Field::new("plan_type", DataType::Utf8, false), Field::new("plan", DataType::Utf8, false)]);
-        let rows = vec![vec![Some("logical_plan".to_string()), Some("Projection: a\n  TableScan: t".to_string())]];
+        let schema = Schema::new(vec![
+            Field::new("plan_type", DataType::Utf8, false),
+            Field::new("plan", DataType::Utf8, false),
+        ]);
+        let rows = vec![vec![
+            Some("logical_plan".to_string()),
+            Some("Projection: a\n  TableScan: t".to_string()),
+        ]];
         let text = text_table(&schema, &rows);
         assert_eq!(
             text,

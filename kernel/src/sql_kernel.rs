@@ -2,7 +2,9 @@
 //!
 //! A cell may start with a magic line (`%%sql`, the default). Magics of later capabilities plug in here.
 
-use crate::protocol::{CompleteOutcome, ExecuteOutcome, Interpreter, IsComplete, KernelInfo, MimeBundle, Publisher};
+use crate::protocol::{
+    CompleteOutcome, ExecuteOutcome, Interpreter, IsComplete, KernelInfo, MimeBundle, Publisher,
+};
 use crate::render;
 use kestrel_engine::{count_rows, input_state, Engine, InputState, Outcome, Progress, RunOptions};
 use serde_json::{json, Map};
@@ -78,7 +80,13 @@ fn progress_bundle(progress: &Progress, elapsed: Duration) -> MimeBundle {
         text.push_str(&format!(" · {} so far", count_rows(progress.rows())));
     }
     let mut bundle = Map::new();
-    bundle.insert("text/html".into(), json!(format!("<div class=\"kestrel-progress\" style=\"color:#888\">{}</div>", render::escape_html(&text))));
+    bundle.insert(
+        "text/html".into(),
+        json!(format!(
+            "<div class=\"kestrel-progress\" style=\"color:#888\">{}</div>",
+            render::escape_html(&text)
+        )),
+    );
     bundle.insert("text/plain".into(), json!(text));
     bundle
 }
@@ -86,9 +94,14 @@ fn progress_bundle(progress: &Progress, elapsed: Duration) -> MimeBundle {
 /// Splits a leading `%%magic args` line off a cell.
 fn split_magic(code: &str) -> (Option<(&str, &str)>, &str) {
     let trimmed = code.trim_start();
-    let Some(rest) = trimmed.strip_prefix("%%") else { return (None, code) };
+    let Some(rest) = trimmed.strip_prefix("%%") else {
+        return (None, code);
+    };
     let (line, body) = rest.split_once('\n').unwrap_or((rest, ""));
-    let (name, args) = line.trim().split_once(char::is_whitespace).unwrap_or((line.trim(), ""));
+    let (name, args) = line
+        .trim()
+        .split_once(char::is_whitespace)
+        .unwrap_or((line.trim(), ""));
     (Some((name, args.trim())), body)
 }
 
@@ -130,7 +143,10 @@ impl Interpreter for SqlKernel {
         match magic {
             None | Some(("sql", _)) => {}
             Some((name, _)) => {
-                return error("UsageError", format!("unknown cell magic %%{name}; available: %%sql"));
+                return error(
+                    "UsageError",
+                    format!("unknown cell magic %%{name}; available: %%sql"),
+                );
             }
         }
         let progress = Arc::new(Progress::default());
@@ -138,11 +154,19 @@ impl Interpreter for SqlKernel {
         let _display = ProgressDisplay::start(out, progress);
         match self.engine.run_cell(body, &opts).await {
             Ok(None) => ExecuteOutcome::Ok(None),
-            Ok(Some(Outcome::Rows(result))) => ExecuteOutcome::Ok(Some(render::query_bundle(&result))),
-            Ok(Some(Outcome::Done(done))) => ExecuteOutcome::Ok(Some(render::confirmation_bundle(&done))),
+            Ok(Some(Outcome::Rows(result))) => {
+                ExecuteOutcome::Ok(Some(render::query_bundle(&result)))
+            }
+            Ok(Some(Outcome::Done(done))) => {
+                ExecuteOutcome::Ok(Some(render::confirmation_bundle(&done)))
+            }
             Err(e) => {
                 let (ename, evalue, traceback) = render::error_parts(&e);
-                ExecuteOutcome::Error { ename, evalue, traceback }
+                ExecuteOutcome::Error {
+                    ename,
+                    evalue,
+                    traceback,
+                }
             }
         }
     }
@@ -156,7 +180,13 @@ impl Interpreter for SqlKernel {
             types: c
                 .candidates
                 .iter()
-                .map(|c| (c.text.clone(), c.kind.name().to_string(), c.detail.clone().unwrap_or_default()))
+                .map(|c| {
+                    (
+                        c.text.clone(),
+                        c.kind.name().to_string(),
+                        c.detail.clone().unwrap_or_default(),
+                    )
+                })
                 .collect(),
         }
     }
@@ -186,8 +216,14 @@ mod tests {
     #[test]
     fn magic_lines_are_split_off() {
         assert_eq!(split_magic("SELECT 1"), (None, "SELECT 1"));
-        assert_eq!(split_magic("%%sql\nSELECT 1"), (Some(("sql", "")), "SELECT 1"));
-        assert_eq!(split_magic("  %%plot line x=a\nSELECT a"), (Some(("plot", "line x=a")), "SELECT a"));
+        assert_eq!(
+            split_magic("%%sql\nSELECT 1"),
+            (Some(("sql", "")), "SELECT 1")
+        );
+        assert_eq!(
+            split_magic("  %%plot line x=a\nSELECT a"),
+            (Some(("plot", "line x=a")), "SELECT a")
+        );
         assert_eq!(split_magic("%%sql"), (Some(("sql", "")), ""));
     }
 }

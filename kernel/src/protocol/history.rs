@@ -40,7 +40,11 @@ impl History {
             entries.drain(..entries.len() - MAX_ENTRIES);
         }
         let session = entries.iter().map(|e| e.session).max().unwrap_or(0) + 1;
-        Self { path, session, entries }
+        Self {
+            path,
+            session,
+            entries,
+        }
     }
 
     /// Records cell `line` of this session.
@@ -78,7 +82,11 @@ impl History {
     /// Lines `start..stop` of a session. `session` 0 is the current one, negative counts back from it;
     /// `stop` None runs to the session's end.
     pub fn range(&self, session: i64, start: i64, stop: Option<i64>) -> Vec<&Entry> {
-        let session = if session <= 0 { self.session + session } else { session };
+        let session = if session <= 0 {
+            self.session + session
+        } else {
+            session
+        };
         self.entries
             .iter()
             .filter(|e| e.session == session && e.line >= start && stop.is_none_or(|s| e.line < s))
@@ -88,10 +96,18 @@ impl History {
     /// Entries whose input matches the glob `pattern` (`*`, `?`), oldest first; the last `n` when `n` is given;
     /// with `unique`, each input once (its latest occurrence).
     pub fn search(&self, pattern: &str, n: Option<usize>, unique: bool) -> Vec<&Entry> {
-        let mut found: Vec<&Entry> = self.entries.iter().filter(|e| glob_match(pattern, &e.input)).collect();
+        let mut found: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| glob_match(pattern, &e.input))
+            .collect();
         if unique {
             let mut seen = std::collections::HashSet::new();
-            let mut kept: Vec<&Entry> = found.into_iter().rev().filter(|e| seen.insert(e.input.as_str())).collect();
+            let mut kept: Vec<&Entry> = found
+                .into_iter()
+                .rev()
+                .filter(|e| seen.insert(e.input.as_str()))
+                .collect();
             kept.reverse();
             found = kept;
         }

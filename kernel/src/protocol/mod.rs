@@ -28,7 +28,11 @@ pub enum ExecuteOutcome {
     /// Success; the bundle, if any, is the cell's result (execute_result).
     Ok(Option<MimeBundle>),
     /// Failure, published as an `error` message and returned in the reply.
-    Error { ename: String, evalue: String, traceback: Vec<String> },
+    Error {
+        ename: String,
+        evalue: String,
+        traceback: Vec<String>,
+    },
 }
 
 /// Candidates replacing `code[start..end]` (byte offsets).
@@ -65,17 +69,24 @@ pub trait Interpreter: Send + Sync + 'static {
     /// Runs a cell. Cancelling the returned future (on interrupt) must leave the interpreter usable.
     fn execute(&self, code: String, out: Publisher) -> impl Future<Output = ExecuteOutcome> + Send;
 
-    fn complete(&self, code: String, cursor: usize) -> impl Future<Output = CompleteOutcome> + Send;
+    fn complete(&self, code: String, cursor: usize)
+        -> impl Future<Output = CompleteOutcome> + Send;
 
     /// Documentation for the name at `cursor`, or `None` when nothing is known of it.
-    fn inspect(&self, code: String, cursor: usize) -> impl Future<Output = Option<MimeBundle>> + Send;
+    fn inspect(
+        &self,
+        code: String,
+        cursor: usize,
+    ) -> impl Future<Output = Option<MimeBundle>> + Send;
 
     fn is_complete(&self, code: &str) -> IsComplete;
 }
 
 /// Code-point offset → byte offset (clamped to the end of `text`).
 pub fn char_to_byte(text: &str, chars: usize) -> usize {
-    text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i)
+    text.char_indices()
+        .nth(chars)
+        .map_or(text.len(), |(i, _)| i)
 }
 
 /// Byte offset → code-point offset.

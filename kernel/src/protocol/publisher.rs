@@ -22,7 +22,11 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub(crate) fn new(tx: mpsc::UnboundedSender<IopubCommand>, session: String, parent_header: Value) -> Self {
+    pub(crate) fn new(
+        tx: mpsc::UnboundedSender<IopubCommand>,
+        session: String,
+        parent_header: Value,
+    ) -> Self {
         Self {
             tx,
             session,
@@ -53,7 +57,10 @@ impl Publisher {
     /// A `display_data`; with a `display_id` it can be updated in place later.
     pub fn display(&self, data: MimeBundle, display_id: Option<&str>) {
         let transient = display_id.map_or(json!({}), |id| json!({ "display_id": id }));
-        self.send("display_data", json!({ "data": data, "metadata": {}, "transient": transient }));
+        self.send(
+            "display_data",
+            json!({ "data": data, "metadata": {}, "transient": transient }),
+        );
     }
 
     pub fn update_display(&self, data: MimeBundle, display_id: &str) {

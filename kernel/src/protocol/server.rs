@@ -36,7 +36,11 @@ struct Shared<I> {
 
 impl<I> Shared<I> {
     fn publisher(&self, parent: &Message) -> Publisher {
-        Publisher::new(self.iopub.clone(), self.session.clone(), parent.header.clone())
+        Publisher::new(
+            self.iopub.clone(),
+            self.session.clone(),
+            parent.header.clone(),
+        )
     }
 
     fn interrupt(&self) -> bool {
@@ -66,7 +70,11 @@ async fn send(sock: &mut RouterSend, signer: &Signer, msg: &Message) {
 }
 
 /// Reads a ROUTER socket, dropping (and logging) anything that is not a correctly signed message.
-fn spawn_reader(name: &'static str, mut sock: zeromq::RouterRecvHalf, decoder: Arc<Decoder>) -> mpsc::UnboundedReceiver<Message> {
+fn spawn_reader(
+    name: &'static str,
+    mut sock: zeromq::RouterRecvHalf,
+    decoder: Arc<Decoder>,
+) -> mpsc::UnboundedReceiver<Message> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
@@ -90,24 +98,47 @@ fn spawn_reader(name: &'static str, mut sock: zeromq::RouterRecvHalf, decoder: A
 }
 
 /// Runs the kernel described by `connection_file` until a shutdown request.
-pub async fn serve<I: Interpreter>(connection_file: PathBuf, interpreter: I, history: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn serve<I: Interpreter>(
+    connection_file: PathBuf,
+    interpreter: I,
+    history: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&connection_file)
         .with_context(|| format!("cannot read connection file {}", connection_file.display()))?;
-    let info: ConnectionInfo = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a Jupyter connection file", connection_file.display()))?;
+    let info: ConnectionInfo = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a Jupyter connection file",
+            connection_file.display()
+        )
+    })?;
     let signer = Signer::new(&info.signature_scheme, &info.key).map_err(anyhow::Error::msg)?;
     let decoder = Arc::new(Decoder::new(signer.clone()));
 
     let mut shell = zeromq::RouterSocket::new();
-    shell.bind(&info.shell_url()).await.context("binding the shell socket")?;
+    shell
+        .bind(&info.shell_url())
+        .await
+        .context("binding the shell socket")?;
     let mut control = zeromq::RouterSocket::new();
-    control.bind(&info.control_url()).await.context("binding the control socket")?;
+    control
+        .bind(&info.control_url())
+        .await
+        .context("binding the control socket")?;
     let mut stdin = zeromq::RouterSocket::new();
-    stdin.bind(&info.stdin_url()).await.context("binding the stdin socket")?;
+    stdin
+        .bind(&info.stdin_url())
+        .await
+        .context("binding the stdin socket")?;
     let mut iopub = zeromq::PubSocket::new();
-    iopub.bind(&info.iopub_url()).await.context("binding the iopub socket")?;
+    iopub
+        .bind(&info.iopub_url())
+        .await
+        .context("binding the iopub socket")?;
     let mut heartbeat = zeromq::RepSocket::new();
-    heartbeat.bind(&info.hb_url()).await.context("binding the heartbeat socket")?;
+    heartbeat
+        .bind(&info.hb_url())
+        .await
+        .context("binding the heartbeat socket")?;
 
     // IOPub writer.
     let (iopub_tx, mut iopub_rx) = mpsc::unbounded_channel::<IopubCommand>();
@@ -171,7 +202,9 @@ pub async fn serve<I: Interpreter>(connection_file: PathBuf, interpreter: I, his
         _ = shutdown_rx.wait_for(|&stop| stop) => {}
     }
     shared.interrupt();
-    Publisher::new(shared.iopub.clone(), shared.session.clone(), json!({})).flush().await;
+    Publisher::new(shared.iopub.clone(), shared.session.clone(), json!({}))
+        .flush()
+        .await;
     Ok(())
 }
 
@@ -189,24 +222,51 @@ fn kernel_info_content<I: Interpreter>(shared: &Shared<I>) -> Value {
     })
 }
 
-async fn control_loop<I: Interpreter>(shared: Arc<Shared<I>>, mut sock: RouterSend, mut rx: mpsc::UnboundedReceiver<Message>) {
+async fn control_loop<I: Interpreter>(
+    shared: Arc<Shared<I>>,
+    mut sock: RouterSend,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+) {
     while let Some(msg) = rx.recv().await {
         let out = shared.publisher(&msg);
         out.status("busy");
         let session = &shared.session;
         match msg.msg_type() {
             "kernel_info_request" => {
-                send(&mut sock, &shared.signer, &msg.reply(session, "kernel_info_reply", kernel_info_content(&shared))).await;
+                send(
+                    &mut sock,
+                    &shared.signer,
+                    &msg.reply(session, "kernel_info_reply", kernel_info_content(&shared)),
+                )
+                .await;
             }
             "interrupt_request" => {
                 let interrupted = shared.interrupt();
-                log(if interrupted { "interrupt: cancelling the running cell" } else { "interrupt: nothing running" });
-                send(&mut sock, &shared.signer, &msg.reply(session, "interrupt_reply", json!({ "status": "ok" }))).await;
+                log(if interrupted {
+                    "interrupt: cancelling the running cell"
+                } else {
+                    "interrupt: nothing running"
+                });
+                send(
+                    &mut sock,
+                    &shared.signer,
+                    &msg.reply(session, "interrupt_reply", json!({ "status": "ok" })),
+                )
+                .await;
             }
             "shutdown_request" => {
-                let restart = msg.content.get("restart").and_then(Value::as_bool).unwrap_or(false);
+                let restart = msg
+                    .content
+                    .get("restart")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 let content = json!({ "status": "ok", "restart": restart });
-                send(&mut sock, &shared.signer, &msg.reply(session, "shutdown_reply", content.clone())).await;
+                send(
+                    &mut sock,
+                    &shared.signer,
+                    &msg.reply(session, "shutdown_reply", content.clone()),
+                )
+                .await;
                 out.send("shutdown_reply", content);
                 out.status("idle");
                 out.flush().await;
@@ -217,7 +277,12 @@ async fn control_loop<I: Interpreter>(shared: Arc<Shared<I>>, mut sock: RouterSe
                 log(format!("unsupported control request '{other}'"));
                 let reply_type = other.replace("_request", "_reply");
                 let content = json!({ "status": "error", "ename": "NotSupported", "evalue": format!("{other} is not supported by this kernel"), "traceback": [] });
-                send(&mut sock, &shared.signer, &msg.reply(session, &reply_type, content)).await;
+                send(
+                    &mut sock,
+                    &shared.signer,
+                    &msg.reply(session, &reply_type, content),
+                )
+                .await;
             }
         }
         out.status("idle");
@@ -229,7 +294,12 @@ struct ShellState {
     history: History,
 }
 
-async fn shell_loop<I: Interpreter>(shared: Arc<Shared<I>>, mut sock: RouterSend, mut rx: mpsc::UnboundedReceiver<Message>, history: History) {
+async fn shell_loop<I: Interpreter>(
+    shared: Arc<Shared<I>>,
+    mut sock: RouterSend,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    history: History,
+) {
     let mut state = ShellState {
         execution_count: 0,
         history,
@@ -248,7 +318,12 @@ async fn shell_loop<I: Interpreter>(shared: Arc<Shared<I>>, mut sock: RouterSend
             let out = shared.publisher(&msg);
             out.status("busy");
             let content = json!({ "status": "aborted", "execution_count": state.execution_count, "user_expressions": {}, "payload": [] });
-            send(&mut sock, &shared.signer, &msg.reply(&shared.session, "execute_reply", content)).await;
+            send(
+                &mut sock,
+                &shared.signer,
+                &msg.reply(&shared.session, "execute_reply", content),
+            )
+            .await;
             out.status("idle");
             continue;
         }
@@ -275,7 +350,9 @@ async fn handle_shell<I: Interpreter>(
     let session = shared.session.as_str();
     let mut queued = Vec::new();
     let reply = match msg.msg_type() {
-        "kernel_info_request" => Some(("kernel_info_reply".to_string(), kernel_info_content(shared))),
+        "kernel_info_request" => {
+            Some(("kernel_info_reply".to_string(), kernel_info_content(shared)))
+        }
         "execute_request" => {
             let (content, stop) = execute(shared, msg, &out, state).await;
             if stop {
@@ -323,8 +400,14 @@ async fn handle_shell<I: Interpreter>(
             };
             Some(("is_complete_reply".to_string(), status))
         }
-        "history_request" => Some(("history_reply".to_string(), history_reply(&state.history, &msg.content))),
-        "comm_info_request" => Some(("comm_info_reply".to_string(), json!({ "status": "ok", "comms": {} }))),
+        "history_request" => Some((
+            "history_reply".to_string(),
+            history_reply(&state.history, &msg.content),
+        )),
+        "comm_info_request" => Some((
+            "comm_info_reply".to_string(),
+            json!({ "status": "ok", "comms": {} }),
+        )),
         "comm_open" => {
             // No comm targets are registered: tell the frontend the comm is closed.
             if let Some(id) = msg.content.get("comm_id") {
@@ -342,21 +425,40 @@ async fn handle_shell<I: Interpreter>(
         }
     };
     if let Some((reply_type, content)) = reply {
-        send(sock, &shared.signer, &msg.reply(session, &reply_type, content)).await;
+        send(
+            sock,
+            &shared.signer,
+            &msg.reply(session, &reply_type, content),
+        )
+        .await;
     }
     out.status("idle");
     queued
 }
 
 fn cursor_of(msg: &Message, code: &str) -> usize {
-    let chars = msg.content.get("cursor_pos").and_then(Value::as_u64).map_or(code.chars().count(), |c| c as usize);
+    let chars = msg
+        .content
+        .get("cursor_pos")
+        .and_then(Value::as_u64)
+        .map_or(code.chars().count(), |c| c as usize);
     char_to_byte(code, chars)
 }
 
 /// Runs a cell; returns the execute_reply content and whether queued cells should be aborted.
-async fn execute<I: Interpreter>(shared: &Arc<Shared<I>>, msg: &Message, out: &Publisher, state: &mut ShellState) -> (Value, bool) {
+async fn execute<I: Interpreter>(
+    shared: &Arc<Shared<I>>,
+    msg: &Message,
+    out: &Publisher,
+    state: &mut ShellState,
+) -> (Value, bool) {
     let code = msg.str_field("code").to_string();
-    let flag = |k: &str, default: bool| msg.content.get(k).and_then(Value::as_bool).unwrap_or(default);
+    let flag = |k: &str, default: bool| {
+        msg.content
+            .get(k)
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
+    };
     let silent = flag("silent", false);
     let store_history = flag("store_history", true) && !silent;
     let stop_on_error = flag("stop_on_error", true);
@@ -366,13 +468,20 @@ async fn execute<I: Interpreter>(shared: &Arc<Shared<I>>, msg: &Message, out: &P
     }
     let count = state.execution_count;
     if !silent {
-        out.send("execute_input", json!({ "code": code, "execution_count": count }));
+        out.send(
+            "execute_input",
+            json!({ "code": code, "execution_count": count }),
+        );
     }
 
     // The cell runs in its own task: abortable by interrupt, and a panic in it is caught by the runtime.
     let task = {
         let shared = shared.clone();
-        let out = if silent { Publisher::new(mpsc::unbounded_channel().0, String::new(), json!({})) } else { out.clone() };
+        let out = if silent {
+            Publisher::new(mpsc::unbounded_channel().0, String::new(), json!({}))
+        } else {
+            out.clone()
+        };
         tokio::spawn(async move { shared.interpreter.execute(code, out).await })
     };
     *shared.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
@@ -381,7 +490,10 @@ async fn execute<I: Interpreter>(shared: &Arc<Shared<I>>, msg: &Message, out: &P
         Ok(outcome) => outcome,
         Err(e) if e.is_cancelled() => ExecuteOutcome::Error {
             ename: "Interrupted".into(),
-            evalue: format!("the cell was interrupted after {:.1} s; tables created before it are kept", started.elapsed().as_secs_f64()),
+            evalue: format!(
+                "the cell was interrupted after {:.1} s; tables created before it are kept",
+                started.elapsed().as_secs_f64()
+            ),
             traceback: vec![],
         },
         Err(e) => {
@@ -401,14 +513,31 @@ async fn execute<I: Interpreter>(shared: &Arc<Shared<I>>, msg: &Message, out: &P
     match outcome {
         ExecuteOutcome::Ok(result) => {
             if let (Some(data), false) = (result, silent) {
-                out.send("execute_result", json!({ "execution_count": count, "data": data, "metadata": {} }));
+                out.send(
+                    "execute_result",
+                    json!({ "execution_count": count, "data": data, "metadata": {} }),
+                );
             }
-            (json!({ "status": "ok", "execution_count": count, "user_expressions": {}, "payload": [] }), false)
+            (
+                json!({ "status": "ok", "execution_count": count, "user_expressions": {}, "payload": [] }),
+                false,
+            )
         }
-        ExecuteOutcome::Error { ename, evalue, traceback } => {
-            let traceback = if traceback.is_empty() { vec![format!("\u{1b}[0;31m{ename}\u{1b}[0m: {evalue}")] } else { traceback };
+        ExecuteOutcome::Error {
+            ename,
+            evalue,
+            traceback,
+        } => {
+            let traceback = if traceback.is_empty() {
+                vec![format!("\u{1b}[0;31m{ename}\u{1b}[0m: {evalue}")]
+            } else {
+                traceback
+            };
             if !silent {
-                out.send("error", json!({ "ename": ename, "evalue": evalue, "traceback": traceback }));
+                out.send(
+                    "error",
+                    json!({ "ename": ename, "evalue": evalue, "traceback": traceback }),
+                );
             }
             (
                 json!({ "status": "error", "execution_count": count, "ename": ename, "evalue": evalue, "traceback": traceback, "user_expressions": {}, "payload": [] }),
@@ -429,20 +558,43 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn history_reply(history: &History, content: &Value) -> Value {
-    let output = content.get("output").and_then(Value::as_bool).unwrap_or(false);
+    let output = content
+        .get("output")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let int = |k: &str| content.get(k).and_then(Value::as_i64);
-    let entries = match content.get("hist_access_type").and_then(Value::as_str).unwrap_or("tail") {
-        "range" => history.range(int("session").unwrap_or(0), int("start").unwrap_or(1), int("stop")),
+    let entries = match content
+        .get("hist_access_type")
+        .and_then(Value::as_str)
+        .unwrap_or("tail")
+    {
+        "range" => history.range(
+            int("session").unwrap_or(0),
+            int("start").unwrap_or(1),
+            int("stop"),
+        ),
         "search" => history.search(
-            content.get("pattern").and_then(Value::as_str).unwrap_or("*"),
+            content
+                .get("pattern")
+                .and_then(Value::as_str)
+                .unwrap_or("*"),
             int("n").and_then(|n| usize::try_from(n).ok()),
-            content.get("unique").and_then(Value::as_bool).unwrap_or(false),
+            content
+                .get("unique")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         ),
         _ => history.tail(int("n").and_then(|n| usize::try_from(n).ok()).unwrap_or(10)),
     };
     let history: Vec<Value> = entries
         .into_iter()
-        .map(|e| if output { json!([e.session, e.line, [e.input, null]]) } else { json!([e.session, e.line, e.input]) })
+        .map(|e| {
+            if output {
+                json!([e.session, e.line, [e.input, null]])
+            } else {
+                json!([e.session, e.line, e.input])
+            }
+        })
         .collect();
     json!({ "status": "ok", "history": history })
 }

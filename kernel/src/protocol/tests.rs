@@ -34,7 +34,11 @@ impl Interpreter for Mock {
             "fail" => {
                 // Slow enough for the request sent right behind it to be queued when it fails.
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                ExecuteOutcome::Error { ename: "MockError".into(), evalue: "failed".into(), traceback: vec![] }
+                ExecuteOutcome::Error {
+                    ename: "MockError".into(),
+                    evalue: "failed".into(),
+                    traceback: vec![],
+                }
             }
             other => {
                 let mut data = MimeBundle::new();
@@ -45,7 +49,12 @@ impl Interpreter for Mock {
     }
 
     async fn complete(&self, code: String, cursor: usize) -> CompleteOutcome {
-        CompleteOutcome { matches: vec![code[..cursor].to_uppercase()], start: 0, end: cursor, types: vec![] }
+        CompleteOutcome {
+            matches: vec![code[..cursor].to_uppercase()],
+            start: 0,
+            end: cursor,
+            types: vec![],
+        }
     }
 
     async fn inspect(&self, _code: String, _cursor: usize) -> Option<MimeBundle> {
@@ -58,7 +67,10 @@ impl Interpreter for Mock {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 struct Client {
@@ -77,7 +89,8 @@ impl Client {
             "ip": "127.0.0.1", "transport": "tcp", "signature_scheme": "hmac-sha256", "key": key,
             "shell_port": ports[0], "iopub_port": ports[1], "stdin_port": ports[2], "control_port": ports[3], "hb_port": ports[4],
         });
-        let dir = std::env::temp_dir().join(format!("kestrel-proto-{}-{}", std::process::id(), ports[0]));
+        let dir =
+            std::env::temp_dir().join(format!("kestrel-proto-{}-{}", std::process::id(), ports[0]));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("connection.json");
         std::fs::write(&file, info.to_string()).expect("connection file");
@@ -85,21 +98,43 @@ impl Client {
         tokio::time::sleep(Duration::from_millis(200)).await;
 
         let mut shell = zeromq::DealerSocket::new();
-        shell.connect(&format!("tcp://127.0.0.1:{}", ports[0])).await.expect("shell");
+        shell
+            .connect(&format!("tcp://127.0.0.1:{}", ports[0]))
+            .await
+            .expect("shell");
         let mut control = zeromq::DealerSocket::new();
-        control.connect(&format!("tcp://127.0.0.1:{}", ports[3])).await.expect("control");
+        control
+            .connect(&format!("tcp://127.0.0.1:{}", ports[3]))
+            .await
+            .expect("control");
         let mut iopub = zeromq::SubSocket::new();
-        iopub.connect(&format!("tcp://127.0.0.1:{}", ports[1])).await.expect("iopub");
+        iopub
+            .connect(&format!("tcp://127.0.0.1:{}", ports[1]))
+            .await
+            .expect("iopub");
         iopub.subscribe("").await.expect("subscribe");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let signer = Signer::new("hmac-sha256", key).expect("signer");
-        Client { shell, control, iopub, decoder: Decoder::new(signer.clone()), signer }
+        Client {
+            shell,
+            control,
+            iopub,
+            decoder: Decoder::new(signer.clone()),
+            signer,
+        }
     }
 
     fn request(&self, msg_type: &str, content: Value) -> (String, ZmqMessage) {
         let header = wire::new_header("client-session", msg_type);
         let id = header["msg_id"].as_str().unwrap_or_default().to_string();
-        let msg = Message { identities: vec![], header, parent_header: json!({}), metadata: json!({}), content, buffers: vec![] };
+        let msg = Message {
+            identities: vec![],
+            header,
+            parent_header: json!({}),
+            metadata: json!({}),
+            content,
+            buffers: vec![],
+        };
         let frames = wire::encode(&self.signer, &msg);
         (id, ZmqMessage::try_from(frames).expect("frames"))
     }
@@ -111,7 +146,10 @@ impl Client {
     }
 
     async fn reply(sock: &mut zeromq::DealerSocket, decoder: &Decoder) -> Message {
-        let zmsg = tokio::time::timeout(Duration::from_secs(10), sock.recv()).await.expect("reply in time").expect("recv");
+        let zmsg = tokio::time::timeout(Duration::from_secs(10), sock.recv())
+            .await
+            .expect("reply in time")
+            .expect("recv");
         decoder.decode(zmsg.into_vec()).expect("signed reply")
     }
 
@@ -123,7 +161,10 @@ impl Client {
     async fn outputs(&mut self, id: &str) -> Vec<Message> {
         let mut out = Vec::new();
         loop {
-            let zmsg = tokio::time::timeout(Duration::from_secs(10), self.iopub.recv()).await.expect("iopub in time").expect("recv");
+            let zmsg = tokio::time::timeout(Duration::from_secs(10), self.iopub.recv())
+                .await
+                .expect("iopub in time")
+                .expect("recv");
             let msg = self.decoder.decode(zmsg.into_vec()).expect("signed");
             if msg.parent_header["msg_id"] != id {
                 continue;
@@ -145,35 +186,59 @@ async fn the_protocol_layer_survives_panics_interrupts_and_forgeries() {
     let mut c = Client::start().await;
 
     // A result, with busy / execute_input / execute_result / idle on IOPub.
-    let id = c.shell_request("execute_request", execute_content("1 + 1")).await;
+    let id = c
+        .shell_request("execute_request", execute_content("1 + 1"))
+        .await;
     let reply = c.shell_reply().await;
     assert_eq!(reply.content["status"], "ok");
     assert_eq!(reply.content["execution_count"], 1);
-    let types: Vec<String> = c.outputs(&id).await.iter().map(|m| m.msg_type().to_string()).collect();
+    let types: Vec<String> = c
+        .outputs(&id)
+        .await
+        .iter()
+        .map(|m| m.msg_type().to_string())
+        .collect();
     assert_eq!(types, ["status", "execute_input", "execute_result"]);
 
     // Streams go out as they are published.
-    let id = c.shell_request("execute_request", execute_content("print")).await;
+    let id = c
+        .shell_request("execute_request", execute_content("print"))
+        .await;
     c.shell_reply().await;
     let outs = c.outputs(&id).await;
-    assert!(outs.iter().any(|m| m.msg_type() == "stream" && m.content["text"] == "hello, world\n"));
+    assert!(outs
+        .iter()
+        .any(|m| m.msg_type() == "stream" && m.content["text"] == "hello, world\n"));
 
     // A failed cell aborts the requests queued right behind it (stop_on_error), as "Run All" expects.
-    c.shell_request("execute_request", execute_content("fail")).await;
-    c.shell_request("execute_request", execute_content("queued")).await;
+    c.shell_request("execute_request", execute_content("fail"))
+        .await;
+    c.shell_request("execute_request", execute_content("queued"))
+        .await;
     assert_eq!(c.shell_reply().await.content["status"], "error");
     assert_eq!(c.shell_reply().await.content["status"], "aborted");
 
     // A panic becomes one error message and an error reply; the kernel lives.
-    let id = c.shell_request("execute_request", execute_content("panic")).await;
+    let id = c
+        .shell_request("execute_request", execute_content("panic"))
+        .await;
     let reply = c.shell_reply().await;
     assert_eq!(reply.content["status"], "error");
-    assert!(reply.content["evalue"].as_str().unwrap_or_default().contains("panicked on purpose"));
-    let errors: Vec<Message> = c.outputs(&id).await.into_iter().filter(|m| m.msg_type() == "error").collect();
+    assert!(reply.content["evalue"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("panicked on purpose"));
+    let errors: Vec<Message> = c
+        .outputs(&id)
+        .await
+        .into_iter()
+        .filter(|m| m.msg_type() == "error")
+        .collect();
     assert_eq!(errors.len(), 1);
 
     // Interrupt over control while a cell runs; control answers kernel_info meanwhile.
-    c.shell_request("execute_request", execute_content("sleep")).await;
+    c.shell_request("execute_request", execute_content("sleep"))
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, info) = c.request("kernel_info_request", json!({}));
     c.control.send(info).await.expect("send");
@@ -182,7 +247,10 @@ async fn the_protocol_layer_survives_panics_interrupts_and_forgeries() {
     let (_, interrupt) = c.request("interrupt_request", json!({}));
     let asked = std::time::Instant::now();
     c.control.send(interrupt).await.expect("send");
-    assert_eq!(Client::reply(&mut c.control, &c.decoder).await.msg_type(), "interrupt_reply");
+    assert_eq!(
+        Client::reply(&mut c.control, &c.decoder).await.msg_type(),
+        "interrupt_reply"
+    );
     let reply = c.shell_reply().await;
     assert_eq!(reply.content["ename"], "Interrupted");
     assert!(asked.elapsed() < Duration::from_secs(1));
@@ -190,19 +258,38 @@ async fn the_protocol_layer_survives_panics_interrupts_and_forgeries() {
     // A forged message (wrong key) is dropped: no reply; the next good request is answered.
     let forger = Signer::new("hmac-sha256", "wrong").expect("signer");
     let header = wire::new_header("x", "execute_request");
-    let forged = Message { identities: vec![], header, parent_header: json!({}), metadata: json!({}), content: execute_content("forged"), buffers: vec![] };
-    c.shell.send(ZmqMessage::try_from(wire::encode(&forger, &forged)).expect("frames")).await.expect("send");
+    let forged = Message {
+        identities: vec![],
+        header,
+        parent_header: json!({}),
+        metadata: json!({}),
+        content: execute_content("forged"),
+        buffers: vec![],
+    };
+    c.shell
+        .send(ZmqMessage::try_from(wire::encode(&forger, &forged)).expect("frames"))
+        .await
+        .expect("send");
     // ... and so is a replay of a correctly signed one.
     let (_, good) = c.request("execute_request", execute_content("once"));
     c.shell.send(good.clone()).await.expect("send");
     assert_eq!(c.shell_reply().await.content["status"], "ok");
     c.shell.send(good).await.expect("send");
-    let id = c.shell_request("is_complete_request", json!({ "code": "x" })).await;
+    let id = c
+        .shell_request("is_complete_request", json!({ "code": "x" }))
+        .await;
     let next = c.shell_reply().await;
-    assert_eq!(next.parent_header["msg_id"], id, "forged and replayed requests must not be answered");
+    assert_eq!(
+        next.parent_header["msg_id"], id,
+        "forged and replayed requests must not be answered"
+    );
 
     // Completion offsets are code points on the wire.
-    c.shell_request("complete_request", json!({ "code": "é€x", "cursor_pos": 3 })).await;
+    c.shell_request(
+        "complete_request",
+        json!({ "code": "é€x", "cursor_pos": 3 }),
+    )
+    .await;
     let reply = c.shell_reply().await;
     assert_eq!(reply.content["cursor_end"], 3);
     assert_eq!(reply.content["matches"], json!(["É€X"]));
@@ -216,5 +303,8 @@ async fn the_protocol_layer_survives_panics_interrupts_and_forgeries() {
     // Shutdown answers, then the kernel stops.
     let (_, shutdown) = c.request("shutdown_request", json!({ "restart": false }));
     c.control.send(shutdown).await.expect("send");
-    assert_eq!(Client::reply(&mut c.control, &c.decoder).await.content["status"], "ok");
+    assert_eq!(
+        Client::reply(&mut c.control, &c.decoder).await.content["status"],
+        "ok"
+    );
 }

@@ -34,8 +34,13 @@ impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WireError::NoDelimiter => write!(f, "no <IDS|MSG> delimiter"),
-            WireError::TooFewFrames(n) => write!(f, "{n} frames after the delimiter, need at least 5"),
-            WireError::BadSignature => write!(f, "signature does not match (wrong key or tampered message)"),
+            WireError::TooFewFrames(n) => {
+                write!(f, "{n} frames after the delimiter, need at least 5")
+            }
+            WireError::BadSignature => write!(
+                f,
+                "signature does not match (wrong key or tampered message)"
+            ),
             WireError::Unsigned => write!(f, "message is not signed but the connection has a key"),
             WireError::Replayed => write!(f, "signature seen before (replayed message)"),
             WireError::BadJson(frame, e) => write!(f, "{frame} is not valid JSON: {e}"),
@@ -129,7 +134,10 @@ pub struct Message {
 
 impl Message {
     pub fn msg_type(&self) -> &str {
-        self.header.get("msg_type").and_then(Value::as_str).unwrap_or("")
+        self.header
+            .get("msg_type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 
     /// A string field of the content, "" when absent.
@@ -162,22 +170,32 @@ pub fn new_header(session: &str, msg_type: &str) -> Value {
     })
 }
 
+/// The most recent signatures, for replay detection: a set to look up, a queue to forget the oldest.
+#[derive(Default)]
+struct RecentSignatures {
+    set: HashSet<Vec<u8>>,
+    order: VecDeque<Vec<u8>>,
+}
+
 /// Verifies and decodes incoming frames, remembering recent signatures to reject replays.
 pub struct Decoder {
     signer: Signer,
-    seen: Mutex<(HashSet<Vec<u8>>, VecDeque<Vec<u8>>)>,
+    seen: Mutex<RecentSignatures>,
 }
 
 impl Decoder {
     pub fn new(signer: Signer) -> Self {
         Self {
             signer,
-            seen: Mutex::new((HashSet::new(), VecDeque::new())),
+            seen: Mutex::new(RecentSignatures::default()),
         }
     }
 
     pub fn decode(&self, frames: Vec<Bytes>) -> Result<Message, WireError> {
-        let delim = frames.iter().position(|f| f.as_ref() == DELIMITER).ok_or(WireError::NoDelimiter)?;
+        let delim = frames
+            .iter()
+            .position(|f| f.as_ref() == DELIMITER)
+            .ok_or(WireError::NoDelimiter)?;
         let rest = &frames[delim + 1..];
         if rest.len() < 5 {
             return Err(WireError::TooFewFrames(rest.len()));
@@ -206,14 +224,14 @@ impl Decoder {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let (set, order) = &mut *guard;
-        if !set.insert(signature.to_vec()) {
+        let recent = &mut *guard;
+        if !recent.set.insert(signature.to_vec()) {
             return Err(WireError::Replayed);
         }
-        order.push_back(signature.to_vec());
-        if order.len() > REPLAY_WINDOW {
-            if let Some(old) = order.pop_front() {
-                set.remove(&old);
+        recent.order.push_back(signature.to_vec());
+        if recent.order.len() > REPLAY_WINDOW {
+            if let Some(old) = recent.order.pop_front() {
+                recent.set.remove(&old);
             }
         }
         Ok(())
@@ -222,7 +240,8 @@ impl Decoder {
 
 /// Serialises and signs a message into frames.
 pub fn encode(signer: &Signer, msg: &Message) -> Vec<Bytes> {
-    let to_bytes = |v: &Value| Bytes::from(serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec()));
+    let to_bytes =
+        |v: &Value| Bytes::from(serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec()));
     let header = to_bytes(&msg.header);
     let parent = to_bytes(&msg.parent_header);
     let metadata = to_bytes(&msg.metadata);
@@ -264,18 +283,30 @@ mod tests {
 
     #[test]
     fn wrong_key_missing_signature_and_tampering_are_rejected() {
-        let frames = encode(&Signer::new("hmac-sha256", "other").expect("ok"), &message());
+        let frames = encode(
+            &Signer::new("hmac-sha256", "other").expect("ok"),
+            &message(),
+        );
         let decoder = Decoder::new(Signer::new("hmac-sha256", "secret").expect("ok"));
-        assert!(matches!(decoder.decode(frames), Err(WireError::BadSignature)));
+        assert!(matches!(
+            decoder.decode(frames),
+            Err(WireError::BadSignature)
+        ));
 
         let mut frames = encode(&Signer::Disabled, &message());
-        assert!(matches!(decoder.decode(frames.clone()), Err(WireError::Unsigned)));
+        assert!(matches!(
+            decoder.decode(frames.clone()),
+            Err(WireError::Unsigned)
+        ));
 
         let signer = Signer::new("hmac-sha256", "secret").expect("ok");
         frames = encode(&signer, &message());
         let last = frames.len() - 1;
         frames[last] = Bytes::from_static(br#"{"code": "DROP TABLE t"}"#);
-        assert!(matches!(decoder.decode(frames), Err(WireError::BadSignature)));
+        assert!(matches!(
+            decoder.decode(frames),
+            Err(WireError::BadSignature)
+        ));
     }
 
     #[test]
@@ -290,6 +321,9 @@ mod tests {
     #[test]
     fn unknown_schemes_are_refused() {
         assert!(Signer::new("hmac-md5", "k").is_err());
-        assert!(matches!(Signer::new("hmac-sha256", ""), Ok(Signer::Disabled)));
+        assert!(matches!(
+            Signer::new("hmac-sha256", ""),
+            Ok(Signer::Disabled)
+        ));
     }
 }
