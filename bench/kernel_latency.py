@@ -115,7 +115,7 @@ def main():
     print(text)
     if args.record:
         results = Path(__file__).with_name("RESULTS.md")
-        existing = results.read_text() if results.exists() else "# Benchmark results\n\nNewest first within each section.\n\n"
+        existing = results.read_text() if results.exists() else "# Benchmark results\n\nEach entry comes from one run of the named script, all peers measured by the same harness in that run.\n\n"
         results.write_text(existing.rstrip() + "\n\n" + text)
 
 
