@@ -184,7 +184,7 @@ def test_history_tail_range_and_search(kc):
 def test_interrupt_cancels_a_running_query_and_keeps_tables(km, kc):
     execute(kc, "CREATE TABLE survivor AS SELECT 1 AS x")
     msg_id = kc.execute("SELECT sum(value) FROM generate_series(1, 100000000000)")
-    time.sleep(1.5)
+    time.sleep(2.2)
     # the control channel answers while the query runs
     kc.control_channel.send(kc.session.msg("kernel_info_request"))
     assert kc.control_channel.get_msg(timeout=2)["msg_type"] == "kernel_info_reply"
@@ -196,6 +196,24 @@ def test_interrupt_cancels_a_running_query_and_keeps_tables(km, kc):
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "Interrupted"
     assert elapsed < 1.0, f"interrupt took {elapsed:.2f} s"
+    # A cell running over a second shows a progress line, updated in place and cleared when the answer comes.
+    shown = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=10)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+        if msg["msg_type"] not in ("status", "execute_input"):
+            shown.append(msg)
+    kinds = [m["msg_type"] for m in shown]
+    assert kinds[0] == "display_data", kinds
+    assert shown[0]["content"]["data"]["text/plain"].startswith("running… 1.")
+    display_id = shown[0]["content"]["transient"]["display_id"]
+    assert "update_display_data" in kinds
+    assert all(m["content"]["transient"]["display_id"] == display_id for m in shown if m["msg_type"] == "update_display_data")
+    assert kinds[-2:] == ["clear_output", "error"], kinds
+    assert shown[-2]["content"]["wait"] is True
     ex = execute(kc, "SELECT x FROM survivor")
     assert ex.status == "ok" and "| 1 |" in ex.result["text/plain"]
 

@@ -10,6 +10,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use kestrel_engine::{count_rows, group_thousands, Confirmation, EngineError, QueryResult};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest cell text shown in HTML; longer values end in "…".
@@ -17,6 +18,8 @@ const HTML_CELL_CHARS: usize = 1000;
 /// Plain text cuts each line of a cell, and the number of lines (EXPLAIN plans span many).
 const PLAIN_LINE_CHARS: usize = 100;
 const PLAIN_CELL_LINES: usize = 40;
+/// Results wider than this show their first columns only, and say so: output size stays bounded.
+const MAX_COLUMNS: usize = 100;
 
 /// A cell's text, or None for NULL.
 type Cell = Option<String>;
@@ -119,9 +122,10 @@ pub fn format_elapsed(d: Duration) -> String {
     }
 }
 
-/// "3 rows" or "showing 50 of 2,000,000 rows".
-fn row_summary(result: &QueryResult) -> String {
-    if result.is_truncated() {
+/// "3 rows", "showing 50 of 2,000,000 rows", and ", first 100 of 250 columns" when `total_columns` exceeds the
+/// columns of `result` (the part of a wide result that is displayed).
+fn row_summary(result: &QueryResult, total_columns: usize) -> String {
+    let mut summary = if result.is_truncated() {
         format!(
             "showing {} of {}",
             group_thousands(result.kept_rows() as u64),
@@ -129,10 +133,37 @@ fn row_summary(result: &QueryResult) -> String {
         )
     } else {
         count_rows(result.total_rows)
+    };
+    let shown = result.schema.fields().len();
+    if total_columns > shown {
+        summary.push_str(&format!(", first {shown} of {total_columns} columns"));
     }
+    summary
 }
 
-pub fn table_html(result: &QueryResult) -> String {
+/// The first `MAX_COLUMNS` columns of a wide result, sharing its buffers.
+fn first_columns(result: &QueryResult) -> Option<QueryResult> {
+    let total = result.schema.fields().len();
+    if total <= MAX_COLUMNS {
+        return None;
+    }
+    let indices: Vec<usize> = (0..MAX_COLUMNS).collect();
+    let schema = Arc::new(result.schema.project(&indices).ok()?);
+    let batches = result
+        .batches
+        .iter()
+        .map(|b| b.project(&indices))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    Some(QueryResult {
+        schema,
+        batches,
+        total_rows: result.total_rows,
+        elapsed: result.elapsed,
+    })
+}
+
+pub fn table_html(result: &QueryResult, total_columns: usize) -> String {
     let schema = &result.schema;
     let numeric: Vec<bool> = schema
         .fields()
@@ -181,7 +212,7 @@ pub fn table_html(result: &QueryResult) -> String {
     let _ = write!(
         html,
         "</tbody></table><div class=\"kestrel-footer\" style=\"color:#888;font-size:0.85em;margin-top:4px\">{} · {}</div></div>",
-        row_summary(result),
+        row_summary(result, total_columns),
         format_elapsed(result.elapsed)
     );
     html
@@ -257,7 +288,7 @@ pub fn text_table(schema: &Schema, rows: &[Vec<Cell>]) -> String {
 
 /// The plain-text table. Its footer has the row count but not the time, so that text output is reproducible
 /// (saved notebooks diff cleanly); the HTML footer shows the time.
-pub fn table_plain(result: &QueryResult) -> String {
+pub fn table_plain(result: &QueryResult, total_columns: usize) -> String {
     let rows = cells(
         &result.batches,
         Fit::Lines(PLAIN_LINE_CHARS, PLAIN_CELL_LINES),
@@ -265,14 +296,20 @@ pub fn table_plain(result: &QueryResult) -> String {
     format!(
         "{}\n({})",
         text_table(&result.schema, &rows),
-        row_summary(result)
+        row_summary(result, total_columns)
     )
 }
 
 pub fn query_bundle(result: &QueryResult) -> Map<String, Value> {
+    let total_columns = result.schema.fields().len();
+    let narrowed = first_columns(result);
+    let shown = narrowed.as_ref().unwrap_or(result);
     let mut bundle = Map::new();
-    bundle.insert("text/plain".into(), json!(table_plain(result)));
-    bundle.insert("text/html".into(), json!(table_html(result)));
+    bundle.insert(
+        "text/plain".into(),
+        json!(table_plain(shown, total_columns)),
+    );
+    bundle.insert("text/html".into(), json!(table_html(shown, total_columns)));
     bundle
 }
 
@@ -333,7 +370,7 @@ mod tests {
 
     #[test]
     fn html_has_types_nulls_alignment_escaping_and_footer() {
-        let html = table_html(&result(2));
+        let html = table_html(&result(2), 3);
         assert!(html.contains("id<br><span class=\"kestrel-type\""));
         assert!(html.contains(">Int64</span>"));
         assert!(html.contains("&lt;b&gt;x&lt;/b&gt;"));
@@ -357,17 +394,17 @@ mod tests {
             total_rows: 2,
             elapsed: Duration::ZERO,
         };
-        let html = table_html(&r);
+        let html = table_html(&r, 1);
         assert!(html.contains("<td style=\"text-align:left\"></td>"));
         assert_eq!(html.matches("kestrel-null").count(), 1);
-        let plain = table_plain(&r);
+        let plain = table_plain(&r, 1);
         assert!(plain.contains("|      |"), "{plain}");
         assert!(plain.contains("| NULL |"), "{plain}");
     }
 
     #[test]
     fn plain_table_aligns_numbers_and_says_truncation() {
-        let plain = table_plain(&result(2_000_000));
+        let plain = table_plain(&result(2_000_000), 3);
         assert!(plain.contains("|  1 |"), "{plain}");
         assert!(plain.contains("| 22 |"), "{plain}");
         assert!(plain.contains("| NULL     |"), "{plain}");
@@ -395,6 +432,33 @@ mod tests {
              +--------------+----------------+"
         );
         assert_eq!(Fit::Lines(3, 1).apply("abcdef\nx".into()), "abc…\n…");
+    }
+
+    #[test]
+    fn wide_results_show_their_first_columns() {
+        let fields: Vec<Field> = (0..250)
+            .map(|i| Field::new(format!("f{i}"), DataType::Int64, false))
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let columns = (0..250)
+            .map(|i| Arc::new(Int64Array::from(vec![i as i64])) as _)
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), columns).expect("batch");
+        let r = QueryResult {
+            schema,
+            batches: vec![batch],
+            total_rows: 1,
+            elapsed: Duration::ZERO,
+        };
+        let bundle = query_bundle(&r);
+        let plain = bundle["text/plain"].as_str().unwrap_or_default();
+        assert!(
+            plain.ends_with("(1 row, first 100 of 250 columns)"),
+            "{plain}"
+        );
+        assert!(plain.contains("f99") && !plain.contains("f100"));
+        let html = bundle["text/html"].as_str().unwrap_or_default();
+        assert_eq!(html.matches("<th style").count(), 100);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::publisher::{IopubCommand, Publisher};
 use super::wire::{self, Decoder, Message, Signer, PROTOCOL_VERSION};
 use super::{byte_to_char, char_to_byte, ExecuteOutcome, Interpreter, IsComplete};
 use anyhow::Context;
+use futures::FutureExt;
 use jupyter_protocol::ConnectionInfo;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -364,39 +365,56 @@ async fn handle_shell<I: Interpreter>(
         "complete_request" => {
             let code = msg.str_field("code").to_string();
             let cursor = cursor_of(msg, &code);
-            let c = shared.interpreter.complete(code.clone(), cursor).await;
-            let types: Vec<Value> = c
-                .types
-                .iter()
-                .map(|(text, kind, signature)| {
-                    json!({ "start": byte_to_char(&code, c.start), "end": byte_to_char(&code, c.end), "text": text, "type": kind, "signature": signature })
-                })
-                .collect();
-            Some((
-                "complete_reply".to_string(),
-                json!({
-                    "status": "ok",
-                    "matches": c.matches,
-                    "cursor_start": byte_to_char(&code, c.start),
-                    "cursor_end": byte_to_char(&code, c.end),
-                    "metadata": { "_jupyter_types_experimental": types },
-                }),
-            ))
+            let content = match guarded(
+                "completion",
+                shared.interpreter.complete(code.clone(), cursor),
+            )
+            .await
+            {
+                Ok(c) => {
+                    let (start, end) = (byte_to_char(&code, c.start), byte_to_char(&code, c.end));
+                    let types: Vec<Value> = c
+                        .types
+                        .iter()
+                        .map(|(text, kind, signature)| {
+                            json!({ "start": start, "end": end, "text": text, "type": kind, "signature": signature })
+                        })
+                        .collect();
+                    json!({
+                        "status": "ok",
+                        "matches": c.matches,
+                        "cursor_start": start,
+                        "cursor_end": end,
+                        "metadata": { "_jupyter_types_experimental": types },
+                    })
+                }
+                Err(error) => error,
+            };
+            Some(("complete_reply".to_string(), content))
         }
         "inspect_request" => {
             let code = msg.str_field("code").to_string();
             let cursor = cursor_of(msg, &code);
-            let found = shared.interpreter.inspect(code, cursor).await;
-            Some((
-                "inspect_reply".to_string(),
-                json!({ "status": "ok", "found": found.is_some(), "data": found.unwrap_or_default(), "metadata": {} }),
-            ))
+            let content = match guarded("inspection", shared.interpreter.inspect(code, cursor))
+                .await
+            {
+                Ok(found) => {
+                    json!({ "status": "ok", "found": found.is_some(), "data": found.unwrap_or_default(), "metadata": {} })
+                }
+                Err(error) => error,
+            };
+            Some(("inspect_reply".to_string(), content))
         }
         "is_complete_request" => {
-            let status = match shared.interpreter.is_complete(msg.str_field("code")) {
-                IsComplete::Complete => json!({ "status": "complete" }),
-                IsComplete::Incomplete => json!({ "status": "incomplete", "indent": "" }),
-                IsComplete::Invalid => json!({ "status": "invalid" }),
+            let status = match guarded("is_complete", async {
+                shared.interpreter.is_complete(msg.str_field("code"))
+            })
+            .await
+            {
+                Ok(IsComplete::Complete) => json!({ "status": "complete" }),
+                Ok(IsComplete::Incomplete) => json!({ "status": "incomplete", "indent": "" }),
+                Ok(IsComplete::Invalid) => json!({ "status": "invalid" }),
+                Err(_) => json!({ "status": "unknown" }),
             };
             Some(("is_complete_reply".to_string(), status))
         }
@@ -434,6 +452,23 @@ async fn handle_shell<I: Interpreter>(
     }
     out.status("idle");
     queued
+}
+
+/// Runs an interpreter call; a panic in it becomes an error reply instead of taking the kernel down.
+async fn guarded<T>(what: &str, call: impl std::future::Future<Output = T>) -> Result<T, Value> {
+    match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+        Ok(value) => Ok(value),
+        Err(payload) => {
+            let evalue = format!(
+                "{what} panicked: {} (the kernel is still running)",
+                panic_message(payload.as_ref())
+            );
+            log(&evalue);
+            Err(
+                json!({ "status": "error", "ename": "InternalError", "evalue": evalue, "traceback": [] }),
+            )
+        }
+    }
 }
 
 fn cursor_of(msg: &Message, code: &str) -> usize {

@@ -49,6 +49,9 @@ impl Interpreter for Mock {
     }
 
     async fn complete(&self, code: String, cursor: usize) -> CompleteOutcome {
+        if code == "panic" {
+            panic!("completion panicked on purpose");
+        }
         CompleteOutcome {
             matches: vec![code[..cursor].to_uppercase()],
             start: 0,
@@ -293,6 +296,19 @@ async fn the_protocol_layer_survives_panics_interrupts_and_forgeries() {
     let reply = c.shell_reply().await;
     assert_eq!(reply.content["cursor_end"], 3);
     assert_eq!(reply.content["matches"], json!(["É€X"]));
+
+    // A panic in completion is an error reply; the kernel answers the next request.
+    c.shell_request(
+        "complete_request",
+        json!({ "code": "panic", "cursor_pos": 5 }),
+    )
+    .await;
+    let reply = c.shell_reply().await;
+    assert_eq!(reply.content["status"], "error");
+    assert!(reply.content["evalue"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("completion panicked on purpose"));
 
     // Unknown requests get an error reply rather than silence.
     c.shell_request("frobnicate_request", json!({})).await;
