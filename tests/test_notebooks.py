@@ -20,6 +20,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("'Hello, Kestrel'", "| Hello, Kestrel |     42 |"),
         ("CREATE TABLE sessions", "Inserted 6 rows into sessions"),
         ("AVG(duration)        AS avg_session", "|       1 | 16.666666666666668 |              2 |"),
+        ("WHERE user_id = 2 ORDER BY page", "|       2 | checkout |     NULL |"),
         ("AS sessions_last_7_days", "(3 rows)"),
         ("SHOW TABLES", "sessions"),
         ("DESCRIBE sessions", "Timestamp(ns)"),

@@ -97,9 +97,13 @@ impl Default for Engine {
 impl Engine {
     /// A fresh session with every Kestrel extension registered.
     pub fn new() -> Self {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(true);
+        // A notebook shows the first rows of a result. Round-robin repartitioning of a single-partition source
+        // (a memory table, generate_series) interleaves its batches, so "the first rows" came from anywhere; it
+        // buys little (aggregates and joins still repartition by hash), so keep the source's order instead.
+        config.options_mut().optimizer.enable_round_robin_repartition = false;
         let ctx = SessionContext::new_with_config(config);
         Self { ctx }
     }
