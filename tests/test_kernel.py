@@ -98,6 +98,10 @@ def test_errors_are_one_message_naming_kind_and_cause(kc):
     assert "statement 2 of 3" in ex.error["evalue"]
     assert len(ex.outputs) == 1
 
+    # after a %%sql line, error positions still count the cell's lines
+    ex = execute(kc, "%%sql\nSELEC 1")
+    assert "Line: 2, Column: 1" in ex.error["evalue"]
+
     ex = execute(kc, "%%nosuchmagic\nSELECT 1")
     assert ex.error["ename"] == "UsageError"
     # and the kernel lives on

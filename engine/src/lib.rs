@@ -103,7 +103,10 @@ impl Engine {
         // A notebook shows the first rows of a result. Round-robin repartitioning of a single-partition source
         // (a memory table, generate_series) interleaves its batches, so "the first rows" came from anywhere; it
         // buys little (aggregates and joins still repartition by hash), so keep the source's order instead.
-        config.options_mut().optimizer.enable_round_robin_repartition = false;
+        config
+            .options_mut()
+            .optimizer
+            .enable_round_robin_repartition = false;
         let ctx = SessionContext::new_with_config(config);
         Self { ctx }
     }
@@ -141,8 +144,18 @@ impl Engine {
         let started = Instant::now();
         let state = self.ctx.state();
         let plan = state.statement_to_plan(statement).await?;
-        let kind = outcome::StatementKind::of(&plan);
-        let df = self.ctx.execute_logical_plan(plan).await?;
+        let exists = |name: &datafusion::common::TableReference| {
+            self.ctx.table_exist(name.clone()).unwrap_or(false)
+        };
+        let kind = outcome::StatementKind::of(&plan, &exists);
+        let is_command = kind.is_command();
+        let df = self.ctx.execute_logical_plan(plan).await.map_err(|e| {
+            let mut e = EngineError::from(e);
+            if is_command && e.kind == ErrorKind::Execution {
+                e.kind = ErrorKind::Plan;
+            }
+            e
+        })?;
         let schema = df.schema().inner().clone();
         let mut stream = df.execute_stream().await?;
 

@@ -6,6 +6,7 @@
 use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::TableReference;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, Statement as PlanStatement, WriteOp};
 use std::time::Duration;
 
@@ -53,65 +54,96 @@ pub struct Confirmation {
 /// What a planned statement is, as far as its answer is concerned.
 pub(crate) enum StatementKind {
     Query,
-    /// A statement whose output is a confirmation; `counts` when its single output row is a row count.
-    Command {
-        message: String,
-        counts: bool,
+    /// A statement answered by a confirmation.
+    Command(String),
+    /// A write answered by "<verb> N rows <target>", N from the single `count` row it returns.
+    Counted {
+        verb: &'static str,
+        target: String,
     },
 }
 
 impl StatementKind {
-    pub(crate) fn of(plan: &LogicalPlan) -> Self {
-        let command = |message: String| StatementKind::Command {
-            message,
-            counts: false,
+    /// `exists` tells whether a table or view exists before the statement runs, so that `IF [NOT] EXISTS`
+    /// statements that change nothing say so.
+    pub(crate) fn of(plan: &LogicalPlan, exists: &dyn Fn(&TableReference) -> bool) -> Self {
+        use StatementKind::{Command, Counted};
+        let create = |what: &str, name: &TableReference, if_not_exists: bool| {
+            if if_not_exists && exists(name) {
+                Command(format!(
+                    "{} {name} already exists; nothing changed",
+                    capitalized(what)
+                ))
+            } else {
+                Command(format!("Created {what} {name}"))
+            }
         };
-        let counting = |message: String| StatementKind::Command {
-            message,
-            counts: true,
+        let drop = |what: &str, name: &TableReference, if_exists: bool| {
+            if if_exists && !exists(name) {
+                Command(format!(
+                    "{} {name} does not exist; nothing dropped",
+                    capitalized(what)
+                ))
+            } else {
+                Command(format!("Dropped {what} {name}"))
+            }
         };
         match plan {
             LogicalPlan::Ddl(ddl) => match ddl {
                 DdlStatement::CreateExternalTable(t) => {
-                    command(format!("Created external table {}", t.name))
+                    create("external table", &t.name, t.if_not_exists)
                 }
-                DdlStatement::CreateMemoryTable(t) => command(format!("Created table {}", t.name)),
-                DdlStatement::CreateView(v) => command(format!("Created view {}", v.name)),
+                DdlStatement::CreateMemoryTable(t) => create("table", &t.name, t.if_not_exists),
+                DdlStatement::CreateView(v) => create("view", &v.name, false),
                 DdlStatement::CreateCatalogSchema(s) => {
-                    command(format!("Created schema {}", s.schema_name))
+                    Command(format!("Created schema {}", s.schema_name))
                 }
                 DdlStatement::CreateCatalog(c) => {
-                    command(format!("Created catalog {}", c.catalog_name))
+                    Command(format!("Created catalog {}", c.catalog_name))
                 }
-                DdlStatement::DropTable(t) => command(format!("Dropped table {}", t.name)),
-                DdlStatement::DropView(v) => command(format!("Dropped view {}", v.name)),
-                DdlStatement::DropCatalogSchema(s) => command(format!("Dropped schema {}", s.name)),
-                DdlStatement::CreateFunction(f) => command(format!("Created function {}", f.name)),
-                DdlStatement::DropFunction(f) => command(format!("Dropped function {}", f.name)),
-                other => command(format!("{} done", other.name())),
+                DdlStatement::DropTable(t) => drop("table", &t.name, t.if_exists),
+                DdlStatement::DropView(v) => drop("view", &v.name, v.if_exists),
+                DdlStatement::DropCatalogSchema(s) => Command(format!("Dropped schema {}", s.name)),
+                DdlStatement::CreateFunction(f) => Command(format!("Created function {}", f.name)),
+                DdlStatement::DropFunction(f) => Command(format!("Dropped function {}", f.name)),
+                other => Command(format!("{} done", other.name())),
             },
             LogicalPlan::Dml(dml) => {
                 let table = &dml.table_name;
-                counting(match &dml.op {
-                    WriteOp::Insert(_) => format!("into {table}"),
-                    WriteOp::Delete => format!("from {table}"),
-                    WriteOp::Update => format!("in {table}"),
-                    WriteOp::Ctas => format!("into {table}"),
-                    WriteOp::Truncate => format!("from {table}"),
+                let (verb, target) = match &dml.op {
+                    WriteOp::Insert(_) | WriteOp::Ctas => ("Inserted", format!("into {table}")),
+                    WriteOp::Delete | WriteOp::Truncate => ("Deleted", format!("from {table}")),
+                    WriteOp::Update => ("Updated", format!("in {table}")),
                     // MERGE and operations added after DataFusion 55
-                    _ => format!("into {table}"),
-                })
+                    _ => ("Wrote", format!("to {table}")),
+                };
+                Counted { verb, target }
             }
-            LogicalPlan::Copy(copy) => counting(format!("to '{}'", copy.output_url)),
-            LogicalPlan::Statement(PlanStatement::SetVariable(set)) => {
-                command(format!("SET {} = {}", set.variable, set.value))
-            }
-            LogicalPlan::Statement(PlanStatement::ResetVariable(reset)) => {
-                command(format!("RESET {}", reset.variable))
-            }
-            LogicalPlan::Statement(other) => command(format!("{} done", other.name())),
+            LogicalPlan::Copy(copy) => Counted {
+                verb: "Copied",
+                target: format!("to '{}'", copy.output_url),
+            },
+            LogicalPlan::Statement(statement) => match statement {
+                PlanStatement::SetVariable(set) => {
+                    Command(format!("SET {} = {}", set.variable, set.value))
+                }
+                PlanStatement::ResetVariable(reset) => Command(format!("RESET {}", reset.variable)),
+                PlanStatement::Prepare(p) => Command(format!("Prepared statement {}", p.name)),
+                PlanStatement::Deallocate(d) => {
+                    Command(format!("Deallocated statement {}", d.name))
+                }
+                // EXECUTE answers with the prepared query's rows.
+                PlanStatement::Execute(_) => StatementKind::Query,
+                other => Command(format!("{} done", other.name())),
+            },
             _ => StatementKind::Query,
         }
+    }
+
+    /// True for statements that change the session (DDL, SET): their failures are planning errors to a user
+    /// even where DataFusion raises them while executing ("table already exists").
+    pub(crate) fn is_command(&self) -> bool {
+        matches!(self, StatementKind::Command(_))
     }
 
     pub(crate) fn into_outcome(
@@ -121,40 +153,34 @@ impl StatementKind {
         total_rows: u64,
         elapsed: Duration,
     ) -> Outcome {
-        match self {
-            StatementKind::Query => Outcome::Rows(QueryResult {
-                schema,
-                batches,
-                total_rows,
-                elapsed,
-            }),
-            StatementKind::Command { message, counts } => {
-                let rows_affected = counts.then(|| count_of(&batches));
-                let message = match rows_affected {
-                    Some(n) => format!("{} {} {message}", verb_for(&message), rows(n)),
-                    None => message,
-                };
-                Outcome::Done(Confirmation {
-                    message,
-                    rows_affected,
+        let (message, rows_affected) = match self {
+            StatementKind::Query => {
+                return Outcome::Rows(QueryResult {
+                    schema,
+                    batches,
+                    total_rows,
                     elapsed,
                 })
             }
-        }
+            StatementKind::Command(message) => (message, None),
+            StatementKind::Counted { verb, target } => {
+                let n = count_of(&batches);
+                (format!("{verb} {} {target}", rows(n)), Some(n))
+            }
+        };
+        Outcome::Done(Confirmation {
+            message,
+            rows_affected,
+            elapsed,
+        })
     }
 }
 
-/// The verb for a counted write, from the preposition its plan gave it.
-fn verb_for(target: &str) -> &'static str {
-    if target.starts_with("to ") {
-        "Copied"
-    } else if target.starts_with("from ") {
-        "Deleted"
-    } else if target.starts_with("in ") {
-        "Updated"
-    } else {
-        "Inserted"
-    }
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
 
 /// Sum of the `count` column that DML and COPY plans return.
@@ -196,6 +222,49 @@ pub fn group_thousands(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Engine, RunOptions};
+
+    async fn message(engine: &Engine, sql: &str) -> String {
+        match engine.run_cell(sql, &RunOptions::all_rows()).await {
+            Ok(Some(Outcome::Done(done))) => done.message,
+            other => panic!("{sql}: expected a confirmation, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn confirmations_say_what_happened() {
+        let e = Engine::new();
+        assert_eq!(
+            message(&e, "CREATE TABLE t (x INT)").await,
+            "Created table t"
+        );
+        assert_eq!(
+            message(&e, "CREATE TABLE IF NOT EXISTS t (x INT)").await,
+            "Table t already exists; nothing changed"
+        );
+        assert_eq!(
+            message(&e, "INSERT INTO t VALUES (1), (2)").await,
+            "Inserted 2 rows into t"
+        );
+        assert_eq!(
+            message(&e, "CREATE VIEW v AS SELECT * FROM t").await,
+            "Created view v"
+        );
+        assert_eq!(message(&e, "DROP VIEW v").await, "Dropped view v");
+        assert_eq!(
+            message(&e, "DROP TABLE IF EXISTS nosuch").await,
+            "Table nosuch does not exist; nothing dropped"
+        );
+        assert_eq!(message(&e, "DROP TABLE t").await, "Dropped table t");
+        assert_eq!(
+            message(&e, "SET datafusion.execution.batch_size = 100").await,
+            "SET datafusion.execution.batch_size = 100"
+        );
+        assert_eq!(
+            message(&e, "PREPARE q(INT) AS SELECT $1").await,
+            "Prepared statement q"
+        );
+    }
 
     #[test]
     fn thousands_are_grouped() {

@@ -15,6 +15,16 @@ fn user_kernels_dir() -> anyhow::Result<PathBuf> {
 
 /// Writes `<kernels>/<name>/kernel.json` pointing at `exe`; returns the kernelspec directory.
 pub fn install(prefix: Option<&Path>, name: &str, exe: &Path) -> anyhow::Result<PathBuf> {
+    // jupyter_client ignores kernelspec directories whose names are not of this form.
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        anyhow::bail!(
+            "invalid kernelspec name '{name}': use letters, digits, '.', '_' and '-' only"
+        );
+    }
     let kernels = match prefix {
         Some(p) => p.join("share").join("jupyter").join("kernels"),
         None => user_kernels_dir()?,
@@ -55,6 +65,7 @@ mod tests {
             spec["argv"],
             json!(["/opt/kestrel", "kernel", "-f", "{connection_file}"])
         );
+        assert!(install(Some(&prefix), "My Kernel", Path::new("/opt/kestrel")).is_err());
         let _ = std::fs::remove_dir_all(prefix);
     }
 }

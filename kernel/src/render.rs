@@ -81,7 +81,8 @@ pub fn cells(batches: &[RecordBatch], fit: Fit) -> Vec<Vec<Cell>> {
                     let text = f
                         .as_ref()
                         .map_or_else(|| "<unprintable>".to_string(), |f| f.value(row).to_string());
-                    Some(fit.apply(text))
+                    // One line break, "\n": a lone or paired "\r" would break the table's alignment.
+                    Some(fit.apply(text.replace("\r\n", "\n").replace('\r', "␍")))
                 })
                 .collect();
             rows.push(cells);
@@ -252,7 +253,7 @@ pub fn text_table(schema: &Schema, rows: &[Vec<Cell>]) -> String {
             out.push('|');
             for ((lines, &(_, right)), w) in split.iter().zip(&cells).zip(&widths) {
                 let text = lines.get(i).copied().unwrap_or("");
-                let pad = " ".repeat(w - width(text));
+                let pad = " ".repeat(w.saturating_sub(width(text)));
                 let _ = if right {
                     write!(out, " {pad}{text} |")
                 } else {
@@ -459,6 +460,21 @@ mod tests {
         assert!(plain.contains("f99") && !plain.contains("f100"));
         let html = bundle["text/html"].as_str().unwrap_or_default();
         assert_eq!(html.matches("<th style").count(), 100);
+    }
+
+    #[test]
+    fn carriage_returns_do_not_break_the_table() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Utf8, false)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec!["a\r\nb", "c\rd"]))],
+        )
+        .expect("batch");
+        let rows = cells(&[batch], Fit::All);
+        assert_eq!(
+            text_table(&schema, &rows),
+            "+-----+\n| x   |\n+-----+\n| a   |\n| b   |\n| c␍d |\n+-----+"
+        );
     }
 
     #[test]

@@ -8,8 +8,7 @@ use crate::protocol::{
 use crate::render;
 use kestrel_engine::{count_rows, input_state, Engine, InputState, Outcome, Progress, RunOptions};
 use serde_json::{json, Map};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A cell running longer than this shows a progress line, updated in place until the result replaces it.
@@ -33,38 +32,55 @@ impl SqlKernel {
 /// clears the line as soon as the cell's result or error arrives.
 struct ProgressDisplay {
     ticker: tokio::task::JoinHandle<()>,
-    shown: Arc<AtomicBool>,
+    state: Arc<Mutex<ProgressState>>,
     out: Publisher,
+}
+
+/// Shared by the ticker and the cell: the ticker publishes only while holding it and not `finished`, so no
+/// progress line can arrive after the cell has cleared it.
+#[derive(Default)]
+struct ProgressState {
+    shown: bool,
+    finished: bool,
 }
 
 impl ProgressDisplay {
     fn start(out: Publisher, progress: Arc<Progress>) -> Self {
-        let shown = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(Mutex::new(ProgressState::default()));
         let ticker = tokio::spawn({
-            let (out, shown) = (out.clone(), shown.clone());
+            let (out, state) = (out.clone(), state.clone());
             async move {
                 let started = Instant::now();
                 tokio::time::sleep(PROGRESS_AFTER).await;
                 let display_id = uuid::Uuid::new_v4().to_string();
                 loop {
                     let bundle = progress_bundle(&progress, started.elapsed());
-                    if shown.swap(true, Ordering::Relaxed) {
-                        out.update_display(bundle, &display_id);
-                    } else {
-                        out.display(bundle, Some(&display_id));
+                    {
+                        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                        if state.finished {
+                            return;
+                        }
+                        if state.shown {
+                            out.update_display(bundle, &display_id);
+                        } else {
+                            out.display(bundle, Some(&display_id));
+                            state.shown = true;
+                        }
                     }
                     tokio::time::sleep(PROGRESS_EVERY).await;
                 }
             }
         });
-        Self { ticker, shown, out }
+        Self { ticker, state, out }
     }
 }
 
 impl Drop for ProgressDisplay {
     fn drop(&mut self) {
         self.ticker.abort();
-        if self.shown.load(Ordering::Relaxed) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.finished = true;
+        if state.shown {
             self.out.clear_output(true);
         }
     }
@@ -97,7 +113,11 @@ fn split_magic(code: &str) -> (Option<(&str, &str)>, &str) {
     let Some(rest) = trimmed.strip_prefix("%%") else {
         return (None, code);
     };
-    let (line, body) = rest.split_once('\n').unwrap_or((rest, ""));
+    // The body keeps the magic line's newline, so that error positions ("Line: 2") match the cell.
+    let (line, body) = match rest.find('\n') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
     let (name, args) = line
         .trim()
         .split_once(char::is_whitespace)
@@ -218,11 +238,11 @@ mod tests {
         assert_eq!(split_magic("SELECT 1"), (None, "SELECT 1"));
         assert_eq!(
             split_magic("%%sql\nSELECT 1"),
-            (Some(("sql", "")), "SELECT 1")
+            (Some(("sql", "")), "\nSELECT 1")
         );
         assert_eq!(
             split_magic("  %%plot line x=a\nSELECT a"),
-            (Some(("plot", "line x=a")), "SELECT a")
+            (Some(("plot", "line x=a")), "\nSELECT a")
         );
         assert_eq!(split_magic("%%sql"), (Some(("sql", "")), ""));
     }

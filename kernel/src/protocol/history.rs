@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 /// Keep at most this many entries in memory (the newest).
@@ -59,9 +60,16 @@ impl History {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                let mut f = OpenOptions::new().create(true).append(true).open(path)?;
-                let line = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
-                writeln!(f, "{line}")
+                // Cells can hold credentials (object store keys in OPTIONS): the file is the user's alone.
+                let mut f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(path)?;
+                let mut line = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
+                line.push('\n');
+                // One write per entry, so that two kernels appending at once do not interleave lines.
+                f.write_all(line.as_bytes())
             })();
             if let Err(e) = written {
                 eprintln!("[kestrel] history not saved to {}: {e}", path.display());

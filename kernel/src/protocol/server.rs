@@ -526,7 +526,7 @@ async fn execute<I: Interpreter>(
         Err(e) if e.is_cancelled() => ExecuteOutcome::Error {
             ename: "Interrupted".into(),
             evalue: format!(
-                "the cell was interrupted after {:.1} s; tables created before it are kept",
+                "the cell was interrupted after {:.1} s",
                 started.elapsed().as_secs_f64()
             ),
             traceback: vec![],
@@ -576,7 +576,8 @@ async fn execute<I: Interpreter>(
             }
             (
                 json!({ "status": "error", "execution_count": count, "ename": ename, "evalue": evalue, "traceback": traceback, "user_expressions": {}, "payload": [] }),
-                stop_on_error,
+                // A silent request (a frontend's probe) never aborts the user's queued cells.
+                stop_on_error && !silent,
             )
         }
     }
