@@ -5,7 +5,7 @@
 //! tables come first. Keywords are offered only once a prefix is typed, in the case the user types them.
 
 use crate::input::{is_word_char, lex, TokenKind};
-use crate::names::{self, find_table, tables_in_statement, TableName};
+use crate::names::{self, find_table, quote_ident, tables_in_statement, TableName};
 use datafusion::execution::context::SessionContext;
 
 /// What a completion candidate is, for clients that show it (JupyterLab's completer does).
@@ -135,7 +135,9 @@ struct Candidates<'a> {
 
 impl Candidates<'_> {
     fn add(&mut self, text: String, kind: CandidateKind, detail: Option<String>) {
-        if starts_with_ignore_case(&text, self.prefix) && !self.found.iter().any(|c| c.text == text)
+        // A quoted candidate (`"UserId"`) matches on its name.
+        let bare = text.strip_prefix('"').unwrap_or(&text);
+        if starts_with_ignore_case(bare, self.prefix) && !self.found.iter().any(|c| c.text == text)
         {
             self.found.push(Candidate { text, kind, detail });
         }
@@ -145,7 +147,7 @@ impl Candidates<'_> {
         if let Some(schema) = names::table_schema(ctx, table).await {
             for field in schema.fields() {
                 self.add(
-                    field.name().clone(),
+                    quote_ident(field.name()),
                     CandidateKind::Column,
                     Some(field.data_type().to_string()),
                 );
@@ -166,6 +168,7 @@ impl Candidates<'_> {
 pub(crate) async fn complete(ctx: &SessionContext, code: &str, cursor: usize) -> Completion {
     let cursor = floor_char_boundary(code, cursor);
     let (start, end) = word_around(code, cursor);
+    let opened_quote = code[..start].ends_with('"').then(|| start - 1);
     if in_literal(code, cursor) {
         return Completion {
             candidates: Vec::new(),
@@ -196,13 +199,13 @@ pub(crate) async fn complete(ctx: &SessionContext, code: &str, cursor: usize) ->
         } else {
             let dotted = format!("{qualifier}.");
             for t in &tables {
-                if let Some(rest) = t.typed.strip_prefix(&dotted) {
-                    c.add(rest.to_string(), CandidateKind::Table, None);
+                if let Some(rest) = t.plain.strip_prefix(&dotted) {
+                    c.add(quote_ident(rest), CandidateKind::Table, None);
                 }
             }
         }
     } else if matches!(
-        previous_word(code, start).as_deref(),
+        previous_word(code, opened_quote.unwrap_or(start)).as_deref(),
         Some("FROM" | "JOIN" | "INTO" | "TABLE" | "UPDATE" | "DESCRIBE" | "EXISTS")
     ) {
         // A relation goes here: a table, or a table function such as generate_series.
@@ -236,6 +239,8 @@ pub(crate) async fn complete(ctx: &SessionContext, code: &str, cursor: usize) ->
             }
         }
     }
+    // A quote the user opened is part of what the candidate replaces.
+    let start = opened_quote.unwrap_or(start);
     Completion {
         candidates: c.found,
         start,
@@ -319,6 +324,26 @@ mod tests {
         let c = e.complete("SELECT * FROM information_schema.tab", 36).await;
         assert_eq!(texts(&c), ["tables"]);
         assert_eq!((c.start, c.end), (33, 36));
+    }
+
+    #[tokio::test]
+    async fn mixed_case_names_are_offered_quoted() {
+        let e = engine().await;
+        e.run_cell(
+            r#"CREATE TABLE "Sales" ("UserId" INT, amount DOUBLE)"#,
+            &crate::RunOptions::all_rows(),
+        )
+        .await
+        .expect("create");
+        let code = r#"SELECT Us FROM "Sales""#;
+        let c = e.complete(code, 9).await;
+        assert_eq!(texts(&c)[0], r#""UserId""#, "{:?}", c);
+        let c = e.complete("SELECT * FROM Sa", 16).await;
+        assert_eq!(texts(&c), [r#""Sales""#]);
+        let code = r#"SELECT * FROM "Sa"#;
+        let c = e.complete(code, code.len()).await;
+        assert_eq!(texts(&c), [r#""Sales""#]);
+        assert_eq!(c.start, 14);
     }
 
     #[tokio::test]

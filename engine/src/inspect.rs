@@ -59,7 +59,7 @@ pub(crate) async fn inspect(ctx: &SessionContext, code: &str, cursor: usize) -> 
                 .alias
                 .as_deref()
                 .is_some_and(|a| a.eq_ignore_ascii_case(q))
-                || u.table.typed.eq_ignore_ascii_case(q);
+                || u.table.plain.eq_ignore_ascii_case(q);
             if !named {
                 continue;
             }

@@ -13,7 +13,38 @@ use std::collections::BTreeSet;
 /// A table as a user would type it: bare in the default schema, `schema.table` elsewhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TableName {
+    /// As SQL needs it written: parts quoted where they are not plain lowercase identifiers (`"Sales"`).
     pub typed: String,
+    /// The parts joined without quotes (`Sales`), for matching what a statement names.
+    pub plain: String,
+}
+
+/// A name as SQL must write it: as is when a plain lowercase identifier, else double-quoted (an unquoted
+/// `UserId` would be read as `userid`).
+pub(crate) fn quote_ident(name: &str) -> String {
+    let mut chars = name.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+impl TableName {
+    fn new(parts: &[&str]) -> Self {
+        TableName {
+            typed: parts
+                .iter()
+                .map(|p| quote_ident(p))
+                .collect::<Vec<_>>()
+                .join("."),
+            plain: parts.join("."),
+        }
+    }
 }
 
 impl TableName {
@@ -40,33 +71,38 @@ pub(crate) fn list_tables(ctx: &SessionContext) -> Vec<TableName> {
                 continue;
             };
             for table in schema.table_names() {
-                let typed = if catalog_name == default_catalog && schema_name == default_schema {
-                    table
-                } else if catalog_name == default_catalog {
-                    format!("{schema_name}.{table}")
-                } else {
-                    format!("{catalog_name}.{schema_name}.{table}")
-                };
-                out.push(TableName { typed });
+                out.push(
+                    if catalog_name == default_catalog && schema_name == default_schema {
+                        TableName::new(&[&table])
+                    } else if catalog_name == default_catalog {
+                        TableName::new(&[&schema_name, &table])
+                    } else {
+                        TableName::new(&[&catalog_name, &schema_name, &table])
+                    },
+                );
             }
         }
     }
     // The information schema is resolved by the session, not listed by the catalog.
     if options.catalog.information_schema {
-        out.extend(INFORMATION_SCHEMA_TABLES.iter().map(|t| TableName {
-            typed: format!("{INFORMATION_SCHEMA}.{t}"),
-        }));
+        out.extend(
+            INFORMATION_SCHEMA_TABLES
+                .iter()
+                .map(|t| TableName::new(&[INFORMATION_SCHEMA, t])),
+        );
     }
     out.sort_by_key(|t| (t.typed.contains('.'), t.typed.clone()));
     out
 }
 
-/// Finds a table by the name a user typed (case-insensitively for unquoted names).
-pub(crate) fn find_table(tables: &[TableName], typed: &str) -> Option<TableName> {
+/// Finds a table by the name a statement gives it, quotes removed: exactly, or as an unquoted name, which
+/// SQL reads in lowercase.
+pub(crate) fn find_table(tables: &[TableName], name: &str) -> Option<TableName> {
+    let lower = name.to_lowercase();
     tables
         .iter()
-        .find(|t| t.typed == typed)
-        .or_else(|| tables.iter().find(|t| t.typed.eq_ignore_ascii_case(typed)))
+        .find(|t| t.plain == name)
+        .or_else(|| tables.iter().find(|t| t.plain == lower))
         .cloned()
 }
 
