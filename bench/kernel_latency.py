@@ -16,6 +16,7 @@ import os
 import platform
 import statistics
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 from jupyter_client import KernelManager
@@ -98,6 +99,9 @@ def main():
         "",
         f"{platform.node() or 'host'}: {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}; {args.starts} launches (median), {args.cells} timed cells after 20 warm-up.",
+        "Kestrel: the binary `./install.sh` installs (dev profile: dependencies at opt-level 2, Kestrel at 1). "
+        "Peers: " + ", ".join(f"{p} {version(p)}" for p in ("ipykernel", "jupysql", "duckdb", "duckdb-engine", "jupyter_client")) + ".",
+        f"Command: `.venv/bin/python bench/kernel_latency.py --starts {args.starts} --cells {args.cells} --record`.",
         "",
         "| kernel | start-up (launch → kernel_info_reply), median | round trip p50 | round trip p99 |",
         "|---|---:|---:|---:|",
