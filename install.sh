@@ -23,7 +23,8 @@ say "kernelspec: $("$VENV/bin/jupyter" kernelspec list | grep kestrel)"
 say "command line: $VENV/bin/kestrel sql -c 'SELECT 1'"
 
 [ "$start" -eq 1 ] || exit 0
-args=(--notebook-dir="$KESTREL_ROOT/tutorials" --port="$port" --no-browser --ip=127.0.0.1)
+args=(--notebook-dir="$KESTREL_ROOT/tutorials" --port="$port" --no-browser --ip=127.0.0.1
+      --MultiKernelManager.default_kernel_name=kestrel)
 [ "$(id -u)" -eq 0 ] && args+=(--allow-root)
 [ -n "${KESTREL_TOKEN:-}" ] && args+=(--IdentityProvider.token="$KESTREL_TOKEN")
 say "starting JupyterLab on tutorials/ (choose the 'Kestrel (SQL)' kernel)"
