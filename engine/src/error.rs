@@ -52,7 +52,8 @@ impl EngineError {
         }
     }
 
-    pub(crate) fn in_statement(mut self, index: usize, count: usize) -> Self {
+    /// Names the failing statement (0-based `index`) of a cell of `count` statements, when there are several.
+    pub fn in_statement(mut self, index: usize, count: usize) -> Self {
         if count > 1 {
             self.statement = Some((index + 1, count));
         }

@@ -21,23 +21,14 @@ pub enum Format {
 /// Runs `sql` statement by statement; returns an error (after printing what ran) at the first failure.
 pub async fn run(sql: &str, format: Format) -> anyhow::Result<()> {
     let engine = Engine::new();
-    let statements = engine
-        .parse(sql)
-        .map_err(|e| anyhow::anyhow!("{}", render::error_parts(&e).1).context(e.kind.name()))?;
+    let statements = engine.parse(sql).map_err(|e| anyhow::anyhow!("{e}"))?;
     let count = statements.len();
     let stdout = std::io::stdout();
     for (i, statement) in statements.into_iter().enumerate() {
         let outcome = engine
             .execute(statement, &RunOptions::all_rows())
             .await
-            .map_err(|e| {
-                let where_ = if count > 1 {
-                    format!(" (in statement {} of {count})", i + 1)
-                } else {
-                    String::new()
-                };
-                anyhow::anyhow!("{}: {}{where_}", e.kind.name(), e.message)
-            })?;
+            .map_err(|e| anyhow::anyhow!("{}", e.in_statement(i, count)))?;
         let mut out = stdout.lock();
         match outcome {
             Outcome::Done(done) => eprintln!("{}", done.message),

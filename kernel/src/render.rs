@@ -5,7 +5,7 @@
 //! bounded by rows × columns × width whatever the result's size.
 
 use datafusion::arrow::array::{Array, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use kestrel_engine::{count_rows, group_thousands, Confirmation, EngineError, QueryResult};
 use serde_json::{json, Map, Value};
@@ -23,10 +23,6 @@ const MAX_COLUMNS: usize = 100;
 
 /// A cell's text, or None for NULL.
 type Cell = Option<String>;
-
-pub fn is_numeric(dt: &DataType) -> bool {
-    dt.is_numeric()
-}
 
 /// How much of a cell's text to keep.
 #[derive(Clone, Copy)]
@@ -169,7 +165,7 @@ pub fn table_html(result: &QueryResult, total_columns: usize) -> String {
     let numeric: Vec<bool> = schema
         .fields()
         .iter()
-        .map(|f| is_numeric(f.data_type()))
+        .map(|f| f.data_type().is_numeric())
         .collect();
     let mut html = String::from(
         "<div class=\"kestrel-result\"><table class=\"kestrel-table\" style=\"border-collapse:collapse\"><thead><tr>",
@@ -224,7 +220,7 @@ pub fn text_table(schema: &Schema, rows: &[Vec<Cell>]) -> String {
     let numeric: Vec<bool> = schema
         .fields()
         .iter()
-        .map(|f| is_numeric(f.data_type()))
+        .map(|f| f.data_type().is_numeric())
         .collect();
     let width = |s: &str| s.chars().count();
     let mut widths: Vec<usize> = schema.fields().iter().map(|f| width(f.name())).collect();
@@ -343,7 +339,7 @@ pub fn error_parts(err: &EngineError) -> (String, String, Vec<String>) {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
-    use datafusion::arrow::datatypes::Field;
+    use datafusion::arrow::datatypes::{DataType, Field};
     use std::sync::Arc;
 
     fn result(total: u64) -> QueryResult {
