@@ -14,6 +14,8 @@ pub mod input;
 pub mod inspect;
 mod names;
 mod outcome;
+pub mod sys;
+pub mod vector;
 
 pub use complete::Completion;
 pub use error::{EngineError, ErrorKind};
@@ -23,6 +25,8 @@ pub use outcome::{group_thousands, rows as count_rows, Confirmation, Outcome, Qu
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
 use futures::StreamExt;
@@ -65,6 +69,7 @@ pub struct Progress {
     statement: AtomicUsize,
     statements: AtomicUsize,
     rows: AtomicU64,
+    detail: std::sync::Mutex<Option<String>>,
 }
 
 impl Progress {
@@ -80,12 +85,25 @@ impl Progress {
     pub fn rows(&self) -> u64 {
         self.rows.load(Ordering::Relaxed)
     }
+
+    /// What a long statement is doing, when it says more than a row count ("building index ...: 40,000 of
+    /// 100,000 vectors").
+    pub fn detail(&self) -> Option<String> {
+        self.detail.lock().ok().and_then(|d| d.clone())
+    }
+
+    fn set_detail(&self, detail: Option<String>) {
+        if let Ok(mut d) = self.detail.lock() {
+            *d = detail;
+        }
+    }
 }
 
 /// One embedded SQL session. Cloning is cheap and shares the session (tables, settings).
 #[derive(Clone)]
 pub struct Engine {
     ctx: SessionContext,
+    indexes: Arc<vector::Registry>,
 }
 
 impl Default for Engine {
@@ -107,8 +125,27 @@ impl Engine {
             .options_mut()
             .optimizer
             .enable_round_robin_repartition = false;
-        let ctx = SessionContext::new_with_config(config);
-        Self { ctx }
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_type_planner(Arc::new(vector::VectorTypes))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.add_analyzer_rule(Arc::new(vector::convert::VectorCasts));
+        for f in vector::functions::all() {
+            ctx.register_udf(f);
+        }
+        ctx.register_udf(vector::knn::KnnMatch::udf());
+        ctx.register_udf(vector::convert::ToVector::udf());
+        let indexes = Arc::new(vector::Registry::default());
+        // Registering a schema in the default catalog cannot fail for a fresh session.
+        let _ = sys::register(&ctx, indexes.clone());
+        Self { ctx, indexes }
+    }
+
+    /// The session's vector indexes (for tests and benchmarks that wait for a settled index).
+    pub fn indexes(&self) -> &vector::Registry {
+        &self.indexes
     }
 
     /// The DataFusion session, for callers that register their own tables or functions.
@@ -142,8 +179,26 @@ impl Engine {
         opts: &RunOptions,
     ) -> Result<Outcome, EngineError> {
         let started = Instant::now();
-        let state = self.ctx.state();
+        if let Statement::Statement(ast) = &statement {
+            if let Some(stmt) = vector::statements::index_statement(ast) {
+                let message = self.index_statement(stmt, opts).await?;
+                return Ok(Outcome::Done(Confirmation {
+                    message,
+                    rows_affected: None,
+                    elapsed: started.elapsed(),
+                }));
+            }
+        }
+        let mut state = self.ctx.state();
+        if vector::knn::statement_uses_knn(&statement) {
+            // KNN statements see tables with vector columns with their `_score` column.
+            let scored = Arc::new(vector::knn::ScoredCatalogList(state.catalog_list().clone()));
+            state = SessionStateBuilder::new_from_existing(state)
+                .with_catalog_list(scored)
+                .build();
+        }
         let plan = state.statement_to_plan(statement).await?;
+        let plan = self.resolve_knn_subqueries(plan).await?;
         let exists = |name: &datafusion::common::TableReference| {
             self.ctx.table_exist(name.clone()).unwrap_or(false)
         };
@@ -180,6 +235,124 @@ impl Engine {
             }
         }
         Ok(kind.into_outcome(schema, batches, total, started.elapsed()))
+    }
+
+    async fn index_statement(
+        &self,
+        stmt: vector::statements::IndexStatement<'_>,
+        opts: &RunOptions,
+    ) -> Result<String, EngineError> {
+        use vector::statements::IndexStatement;
+        let plan_error = |e: datafusion::error::DataFusionError| {
+            let mut e = EngineError::from(e);
+            if e.kind == ErrorKind::Execution {
+                e.kind = ErrorKind::Plan;
+            }
+            e
+        };
+        match stmt {
+            IndexStatement::Create(create) => {
+                let progress = opts.progress.clone();
+                let name = create
+                    .name
+                    .as_ref()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default();
+                let report = Arc::new(move |done: usize, total: usize| {
+                    if let Some(p) = &progress {
+                        p.rows.store(done as u64, Ordering::Relaxed);
+                        p.set_detail(Some(format!(
+                            "building index {name}: {} of {} vectors",
+                            group_thousands(done as u64),
+                            group_thousands(total as u64)
+                        )));
+                    }
+                });
+                let result =
+                    vector::statements::create_index(&self.ctx, &self.indexes, create, report)
+                        .await;
+                if let Some(p) = &opts.progress {
+                    p.set_detail(None);
+                }
+                result.map_err(plan_error)
+            }
+            IndexStatement::Drop { names, if_exists } => {
+                vector::statements::drop_index(&self.indexes, names, if_exists).map_err(plan_error)
+            }
+        }
+    }
+
+    /// Replaces uncorrelated scalar subqueries in KNN_MATCH's query argument by their value, so the query
+    /// vector is a constant when the scan is planned (`KNN_MATCH(e, (SELECT e FROM docs WHERE id = 7), 5)`).
+    async fn resolve_knn_subqueries(&self, plan: LogicalPlan) -> Result<LogicalPlan, EngineError> {
+        use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+        use datafusion::logical_expr::{Expr, Subquery};
+        let mut subqueries: Vec<Subquery> = Vec::new();
+        plan.apply_with_subqueries(|node| {
+            node.apply_expressions(|e| {
+                e.apply(|e| {
+                    if let Expr::ScalarFunction(f) = e {
+                        if f.name() == vector::knn::KNN_MATCH {
+                            if let Some(Expr::ScalarSubquery(s)) = f.args.get(1) {
+                                if s.outer_ref_columns.is_empty() {
+                                    subqueries.push(s.clone());
+                                }
+                            }
+                        }
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })
+        })?;
+        if subqueries.is_empty() {
+            return Ok(plan);
+        }
+        let mut values = Vec::with_capacity(subqueries.len());
+        for s in &subqueries {
+            let batches = self
+                .ctx
+                .execute_logical_plan(s.subquery.as_ref().clone())
+                .await?
+                .collect()
+                .await?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            if rows != 1 {
+                return Err(EngineError::new(
+                    ErrorKind::Plan,
+                    format!(
+                        "KNN_MATCH: the query vector subquery returned {rows} rows; it must return exactly one vector"
+                    ),
+                ));
+            }
+            let batch = batches
+                .iter()
+                .find(|b| b.num_rows() == 1)
+                .ok_or_else(|| EngineError::new(ErrorKind::Internal, "subquery row vanished"))?;
+            if batch.num_columns() != 1 {
+                return Err(EngineError::new(
+                    ErrorKind::Plan,
+                    "KNN_MATCH: the query vector subquery must return one column",
+                ));
+            }
+            values.push(datafusion::common::ScalarValue::try_from_array(
+                batch.column(0),
+                0,
+            )?);
+        }
+        let plan = plan
+            .transform_up_with_subqueries(|node| {
+                node.map_expressions(|e| {
+                    e.transform_up(|e| match &e {
+                        Expr::ScalarSubquery(s) => match subqueries.iter().position(|q| q == s) {
+                            Some(i) => Ok(Transformed::yes(Expr::Literal(values[i].clone(), None))),
+                            None => Ok(Transformed::no(e)),
+                        },
+                        _ => Ok(Transformed::no(e)),
+                    })
+                })
+            })?
+            .data;
+        Ok(plan)
     }
 
     /// Runs every statement of a cell in order and returns the last one's outcome (`None` for a cell with no
