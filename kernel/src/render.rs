@@ -4,8 +4,8 @@
 //! Only the preview rows the engine kept are rendered, and every cell is cut to a maximum width, so output size is
 //! bounded by rows × columns × width whatever the result's size.
 
-use datafusion::arrow::array::{Array, RecordBatch};
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use kestrel_engine::{count_rows, group_thousands, Confirmation, EngineError, QueryResult};
 use serde_json::{json, Map, Value};
@@ -70,13 +70,21 @@ pub fn cells(batches: &[RecordBatch], fit: Fit) -> Vec<Vec<Cell>> {
             let cells = nulls
                 .iter()
                 .zip(&formatters)
-                .map(|(nulls, f)| {
+                .enumerate()
+                .map(|(col, (nulls, f))| {
                     if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
                         return None;
                     }
-                    let text = f
-                        .as_ref()
-                        .map_or_else(|| "<unprintable>".to_string(), |f| f.value(row).to_string());
+                    let preview = match fit {
+                        Fit::All => None,
+                        _ => long_list(batch.column(col), row, &options),
+                    };
+                    let text = preview.unwrap_or_else(|| {
+                        f.as_ref().map_or_else(
+                            || "<unprintable>".to_string(),
+                            |f| f.value(row).to_string(),
+                        )
+                    });
                     // One line break, "\n": a lone or paired "\r" would break the table's alignment.
                     Some(fit.apply(text.replace("\r\n", "\n").replace('\r', "␍")))
                 })
@@ -85,6 +93,32 @@ pub fn cells(batches: &[RecordBatch], fit: Fit) -> Vec<Vec<Cell>> {
         }
     }
     rows
+}
+
+/// Lists longer than this (embeddings: hundreds of numbers) show their first values and their length.
+const LIST_PREVIEW: usize = 6;
+
+/// A long list value as "[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, … 384 values]", formatting only what is shown.
+fn long_list(column: &ArrayRef, row: usize, options: &FormatOptions<'_>) -> Option<String> {
+    let values = match column.data_type() {
+        DataType::FixedSizeList(_, _) => column.as_fixed_size_list().value(row),
+        DataType::List(_) => column.as_list::<i32>().value(row),
+        DataType::LargeList(_) => column.as_list::<i64>().value(row),
+        _ => return None,
+    };
+    if values.len() <= LIST_PREVIEW + 2 {
+        return None;
+    }
+    let head = values.slice(0, LIST_PREVIEW);
+    let formatter = ArrayFormatter::try_new(head.as_ref(), options).ok()?;
+    let shown: Vec<String> = (0..LIST_PREVIEW)
+        .map(|i| formatter.value(i).to_string())
+        .collect();
+    Some(format!(
+        "[{}, … {} values]",
+        shown.join(", "),
+        group_thousands(values.len() as u64)
+    ))
 }
 
 fn truncate(text: &str, max: usize) -> String {

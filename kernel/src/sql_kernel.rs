@@ -92,7 +92,9 @@ fn progress_bundle(progress: &Progress, elapsed: Duration) -> MimeBundle {
     if statements > 1 {
         text = format!("statement {statement} of {statements}: {text}");
     }
-    if progress.rows() > 0 {
+    if let Some(detail) = progress.detail() {
+        text.push_str(&format!(" · {detail}"));
+    } else if progress.rows() > 0 {
         text.push_str(&format!(" · {} so far", count_rows(progress.rows())));
     }
     let mut bundle = Map::new();

@@ -437,6 +437,30 @@ impl IndexedTable {
         }
     }
 
+    /// Rows not yet in the index's graphs (searched exactly until a background build takes them in): appended
+    /// since the last build, or all of them after a DELETE/UPDATE until the rebuild lands.
+    pub fn pending_rows(&self, index: &VectorIndex) -> usize {
+        let state = index.state();
+        let stale = state.version != self.version.load(Ordering::Acquire);
+        let mut pending = 0;
+        for (p, partition) in self.inner.batches.iter().enumerate() {
+            let Ok(batches) = partition.try_read() else {
+                continue;
+            };
+            let from = if stale {
+                0
+            } else {
+                state.watermark.get(p).copied().unwrap_or(0)
+            };
+            pending += batches
+                .iter()
+                .skip(from)
+                .map(|b| b.num_rows() - b.column(index.column_index).null_count())
+                .sum::<usize>();
+        }
+        pending
+    }
+
     fn index_on(&self, column: usize) -> Option<Arc<VectorIndex>> {
         self.indexes()
             .into_iter()

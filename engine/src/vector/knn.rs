@@ -39,8 +39,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{visit_expressions, Expr as SqlExpr};
+use datafusion::sql::parser::{CopyToSource, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{visit_expressions, Expr as SqlExpr, Visit};
 use futures::StreamExt;
 use std::any::Any;
 use std::cmp::Ordering;
@@ -168,8 +168,8 @@ fn references_score(expr: &Expr) -> bool {
 
 /// Whether a parsed statement calls KNN_MATCH anywhere (walks sqlparser's AST, not the text).
 pub fn statement_uses_knn(statement: &DFStatement) -> bool {
-    let uses = |s: &datafusion::sql::sqlparser::ast::Statement| {
-        visit_expressions(s, |e| match e {
+    fn uses<V: Visit>(node: &V) -> bool {
+        visit_expressions(node, |e| match e {
             SqlExpr::Function(f)
                 if f.name
                     .0
@@ -182,10 +182,14 @@ pub fn statement_uses_knn(statement: &DFStatement) -> bool {
             _ => ControlFlow::Continue(()),
         })
         .is_break()
-    };
+    }
     match statement {
-        DFStatement::Statement(s) => uses(s),
+        DFStatement::Statement(s) => uses(s.as_ref()),
         DFStatement::Explain(e) => statement_uses_knn(&e.statement),
+        DFStatement::CopyTo(c) => match &c.source {
+            CopyToSource::Query(q) => uses(q.as_ref()),
+            CopyToSource::Relation(_) => false,
+        },
         _ => false,
     }
 }

@@ -317,6 +317,7 @@ impl SysIndexes {
             Field::new("dims", DataType::Int32, false),
             Field::new("metric", DataType::Utf8, false),
             Field::new("rows_indexed", DataType::Int64, false),
+            Field::new("rows_pending", DataType::Int64, false),
             Field::new("segments", DataType::Int32, false),
             Field::new("m", DataType::Int32, false),
             Field::new("ef_construction", DataType::Int32, false),
@@ -332,6 +333,8 @@ impl SysIndexes {
         let live = self.registry.live();
         let idx: Vec<(&VectorIndex, super::index::IndexStats)> =
             live.iter().map(|(_, i)| (i.as_ref(), i.stats())).collect();
+        let pending =
+            Int64Array::from_iter_values(live.iter().map(|(t, i)| t.pending_rows(i) as i64));
         let strings = |f: &dyn Fn(&VectorIndex) -> String| -> ArrayRef {
             Arc::new(StringArray::from_iter_values(idx.iter().map(|(i, _)| f(i))))
         };
@@ -349,6 +352,7 @@ impl SysIndexes {
             Arc::new(Int64Array::from_iter_values(
                 idx.iter().map(|(_, s)| s.rows_indexed as i64),
             )),
+            Arc::new(pending),
             ints(&|_, s| s.segments as i32),
             ints(&|i, _| i.params.m as i32),
             ints(&|i, _| i.params.ef_construction as i32),
