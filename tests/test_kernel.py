@@ -249,3 +249,32 @@ def test_copy_exports_parquet_that_pyarrow_reads(kc, tmp_path):
 def test_silent_execution_publishes_nothing(kc):
     ex = execute(kc, "SELECT 1", silent=True)
     assert ex.status == "ok" and ex.outputs == []
+
+
+def test_vectors_knn_and_index_through_the_kernel(kc):
+    ex = execute(
+        kc,
+        """
+        CREATE TABLE emb (id BIGINT, v FLOAT_VECTOR(16));
+        INSERT INTO emb SELECT value, CAST(array_repeat(CAST(value AS DOUBLE), 16) AS FLOAT_VECTOR(16))
+        FROM generate_series(1, 50);
+        SELECT id, v, round(_score, 4) AS score FROM emb WHERE KNN_MATCH(v, array_repeat(3.0, 16), 3) ORDER BY _score DESC
+        """,
+    )
+    assert ex.status == "ok", ex.reply
+    plain = ex.result["text/plain"]
+    # a 16-value vector shows its first values and its length, not all of them
+    assert "[3.0, 3.0, 3.0, 3.0, 3.0, 3.0, … 16 values]" in plain
+    assert re.search(r"\|\s+3 \|.*\|\s+1\.0 \|", plain), plain
+    assert "FixedSizeList(16 x Float32)" in ex.result["text/html"]
+    # an index: confirmation, then the same answer through it, and sys.indexes
+    created = execute(kc, "CREATE INDEX emb_v ON emb USING hnsw (v) WITH (metric = 'euclidean')")
+    assert created.result["text/plain"].startswith("Created index emb_v on emb (v): 50 vectors, euclidean, in ")
+    again = execute(kc, "SELECT id FROM emb WHERE KNN_MATCH(v, array_repeat(3.0, 16), 1)")
+    assert re.search(r"\|\s+3 \|", again.result["text/plain"])
+    assert "emb_v" in execute(kc, "SELECT name FROM sys.indexes").result["text/plain"]
+    # errors name the problem
+    bad = execute(kc, "INSERT INTO emb VALUES (99, [1, 2])")
+    assert bad.status == "error"
+    assert bad.error["ename"] == "ExecutionError"
+    assert "expected a vector of 16 values (FLOAT_VECTOR(16)), got 2 values" in bad.error["evalue"]

@@ -130,6 +130,13 @@ impl Engine {
             .with_default_features()
             .with_type_planner(Arc::new(vector::VectorTypes))
             .build();
+        // Our array-literal planner goes first: DataFusion's own turns `[...]` into make_array(...).
+        let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
+            vec![Arc::new(vector::ArrayLiterals)];
+        planners.extend(state.expr_planners().iter().cloned());
+        let state = SessionStateBuilder::new_from_existing(state)
+            .with_expr_planners(planners)
+            .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.add_analyzer_rule(Arc::new(vector::convert::VectorCasts));
         for f in vector::functions::all() {
@@ -189,16 +196,7 @@ impl Engine {
                 }));
             }
         }
-        let mut state = self.ctx.state();
-        if vector::knn::statement_uses_knn(&statement) {
-            // KNN statements see tables with vector columns with their `_score` column.
-            let scored = Arc::new(vector::knn::ScoredCatalogList(state.catalog_list().clone()));
-            state = SessionStateBuilder::new_from_existing(state)
-                .with_catalog_list(scored)
-                .build();
-        }
-        let plan = state.statement_to_plan(statement).await?;
-        let plan = self.resolve_knn_subqueries(plan).await?;
+        let plan = self.logical_plan(statement).await?;
         let exists = |name: &datafusion::common::TableReference| {
             self.ctx.table_exist(name.clone()).unwrap_or(false)
         };
@@ -235,6 +233,39 @@ impl Engine {
             }
         }
         Ok(kind.into_outcome(schema, batches, total, started.elapsed()))
+    }
+
+    /// Plans a statement the way [`Engine::execute`] does: KNN statements see tables with vector columns with
+    /// their `_score` column, and KNN_MATCH's query subqueries are evaluated first.
+    async fn logical_plan(&self, statement: Statement) -> Result<LogicalPlan, EngineError> {
+        let mut state = self.ctx.state();
+        if vector::knn::statement_uses_knn(&statement) {
+            let scored = Arc::new(vector::knn::ScoredCatalogList::new(
+                state.catalog_list().clone(),
+                &statement,
+            ));
+            state = SessionStateBuilder::new_from_existing(state)
+                .with_catalog_list(scored)
+                .build();
+        }
+        let plan = state.statement_to_plan(statement).await?;
+        self.resolve_knn_subqueries(plan).await
+    }
+
+    /// The physical plan of a one-statement query, for benchmarks that time planning and execution apart.
+    pub async fn physical_plan(
+        &self,
+        sql: &str,
+    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>, EngineError> {
+        let mut statements = self.parse(sql)?;
+        let (Some(statement), true) = (statements.pop(), statements.is_empty()) else {
+            return Err(EngineError::new(
+                ErrorKind::Plan,
+                "expected exactly one statement",
+            ));
+        };
+        let plan = self.logical_plan(statement).await?;
+        Ok(self.ctx.state().create_physical_plan(&plan).await?)
     }
 
     async fn index_statement(

@@ -82,6 +82,15 @@ impl Vectors {
         self.dim
     }
 
+    /// The values of rows `range`, row-major (NULL rows hold unspecified values).
+    pub fn rows(&self, range: std::ops::Range<usize>) -> &[f32] {
+        &self.values[range.start * self.dim..range.end * self.dim]
+    }
+
+    pub fn is_null(&self, row: usize) -> bool {
+        self.nulls.as_ref().is_some_and(|n| n.is_null(row))
+    }
+
     #[inline]
     pub fn get(&self, row: usize) -> Option<&[f32]> {
         if self.nulls.as_ref().is_some_and(|n| n.is_null(row)) {

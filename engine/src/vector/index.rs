@@ -62,8 +62,8 @@ pub trait AnnIndex: Send + Sync + fmt::Debug {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Up to `k` item ids, nearest first (approximately).
-    fn search(&self, query: &[f32], k: usize) -> Vec<usize>;
+    /// Up to `k` item ids, nearest first (approximately), exploring at least `ef` candidates.
+    fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<usize>;
     /// The backend's name, for EXPLAIN and sys.indexes.
     fn backend(&self) -> &'static str;
 }
@@ -152,13 +152,17 @@ mod hora_backend {
             self.len
         }
 
-        fn search(&self, query: &[f32], k: usize) -> Vec<usize> {
+        fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<usize> {
             if self.len == 0 {
                 return Vec::new();
             }
             let q = self.transform.query(query);
+            // hora fixes ef_search when the index is built and explores max(ef_search, n) candidates for n
+            // results; built with ef_search = 1, asking for max(k, ef) results makes ef a per-query setting.
+            // The caller re-ranks exactly and keeps k.
+            let n = k.max(ef).min(self.len);
             // hora panics rather than returning errors; a failed search must not take the kernel down.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.index.search(&q, k)))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.index.search(&q, n)))
                 .unwrap_or_default()
         }
 
@@ -193,7 +197,7 @@ mod hora_backend {
             .n_neighbor(params.m)
             .n_neighbor0(params.m * 2)
             .ef_build(params.ef_construction)
-            .ef_search(params.ef_search);
+            .ef_search(1);
         let transform = match metric {
             Metric::Euclidean => Transform::Identity,
             Metric::Cosine => Transform::Normalize,
@@ -292,6 +296,8 @@ pub struct VectorIndex {
     pub dim: usize,
     pub metric: Metric,
     pub params: HnswParams,
+    /// Candidates explored per search; starts at `params.ef_search`, adjustable without a rebuild.
+    ef_search: std::sync::atomic::AtomicUsize,
     state: RwLock<IndexState>,
     building: AtomicBool,
     /// Time spent building (CREATE INDEX plus background catch-up and merges).
@@ -319,6 +325,15 @@ impl VectorIndex {
             building: self.building.load(Ordering::Relaxed),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
         }
+    }
+
+    pub fn ef_search(&self) -> usize {
+        self.ef_search.load(Ordering::Relaxed)
+    }
+
+    /// Changes how many candidates a search explores (recall against speed); no rebuild needed.
+    pub fn set_ef_search(&self, ef: usize) {
+        self.ef_search.store(ef.max(1), Ordering::Relaxed);
     }
 
     fn state(&self) -> IndexState {
@@ -592,10 +607,11 @@ impl IndexedTable {
                 * if masks.is_some() { 2.0 } else { 1.0 })
             .ceil() as usize;
             fetch = fetch.max(k);
+            let ef = index.ef_search();
             loop {
                 let ids = segment
                     .index
-                    .search(&prepared.vector, fetch.min(segment.len()));
+                    .search(&prepared.vector, fetch.min(segment.len()), ef);
                 let mut found = 0;
                 for id in &ids {
                     let Some(r) = segment.rows.get(*id) else {
@@ -609,7 +625,7 @@ impl IndexedTable {
                 if found >= k.min(segment.len()) {
                     break;
                 }
-                if fetch >= segment.len() || ids.len() < fetch.min(segment.len()) {
+                if fetch >= segment.len() || ids.len() < fetch.max(ef).min(segment.len()) {
                     // The graph cannot give more (or the filter rejects nearly everything): rank every row.
                     segment_exact(&mut top, segment, &mut cache, &prepared, metric, masks)?;
                     break;
@@ -905,6 +921,7 @@ impl VectorIndex {
             dim,
             metric,
             params,
+            ef_search: std::sync::atomic::AtomicUsize::new(params.ef_search),
             state: RwLock::new(IndexState::default()),
             building: AtomicBool::new(false),
             build_time: Mutex::new(Duration::ZERO),

@@ -205,15 +205,42 @@ fn has_vector_column(schema: &Schema) -> bool {
 // ---------------------------------------------------------------------------------------------------------------
 // The catalog as a KNN statement sees it.
 
-/// Wraps a catalog so that tables with vector columns appear as [`ScoredTable`]s.
+/// Wraps a catalog so that tables with vector columns appear as [`ScoredTable`]s, except the table an INSERT
+/// writes to (its columns are the ones it stores).
 #[derive(Debug)]
-pub struct ScoredCatalogList(pub Arc<dyn CatalogProviderList>);
+pub struct ScoredCatalogList(Arc<dyn CatalogProviderList>, Arc<Option<String>>);
 
 #[derive(Debug)]
-struct ScoredCatalog(Arc<dyn CatalogProvider>);
+struct ScoredCatalog(Arc<dyn CatalogProvider>, Arc<Option<String>>);
 
 #[derive(Debug)]
-struct ScoredSchema(Arc<dyn SchemaProvider>);
+struct ScoredSchema(Arc<dyn SchemaProvider>, Arc<Option<String>>);
+
+impl ScoredCatalogList {
+    /// The catalog `inner` as `statement` sees it.
+    pub fn new(inner: Arc<dyn CatalogProviderList>, statement: &DFStatement) -> Self {
+        Self(inner, Arc::new(insert_target(statement)))
+    }
+}
+
+/// The (unqualified, normalised) name of the table an INSERT writes to.
+fn insert_target(statement: &DFStatement) -> Option<String> {
+    let DFStatement::Statement(s) = statement else {
+        return None;
+    };
+    let datafusion::sql::sqlparser::ast::Statement::Insert(insert) = s.as_ref() else {
+        return None;
+    };
+    let datafusion::sql::sqlparser::ast::TableObject::TableName(name) = &insert.table else {
+        return None;
+    };
+    let ident = name.0.last()?.as_ident()?;
+    Some(if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    })
+}
 
 impl CatalogProviderList for ScoredCatalogList {
     fn register_catalog(
@@ -229,7 +256,7 @@ impl CatalogProviderList for ScoredCatalogList {
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
         self.0
             .catalog(name)
-            .map(|c| Arc::new(ScoredCatalog(c)) as Arc<dyn CatalogProvider>)
+            .map(|c| Arc::new(ScoredCatalog(c, self.1.clone())) as Arc<dyn CatalogProvider>)
     }
 }
 
@@ -240,7 +267,7 @@ impl CatalogProvider for ScoredCatalog {
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         self.0
             .schema(name)
-            .map(|s| Arc::new(ScoredSchema(s)) as Arc<dyn SchemaProvider>)
+            .map(|s| Arc::new(ScoredSchema(s, self.1.clone())) as Arc<dyn SchemaProvider>)
     }
     fn register_schema(
         &self,
@@ -258,7 +285,7 @@ impl SchemaProvider for ScoredSchema {
     }
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         Ok(self.0.table(name).await?.map(|t| {
-            if has_vector_column(&t.schema()) {
+            if has_vector_column(&t.schema()) && self.1.as_deref() != Some(name) {
                 Arc::new(ScoredTable::new(t)) as Arc<dyn TableProvider>
             } else {
                 t
@@ -500,6 +527,17 @@ impl TableProvider for ScoredTable {
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // The target's `_score` column is not stored: drop it from the rows to write.
+        let schema = input.schema();
+        let kept = schema.fields().len().saturating_sub(1);
+        let exprs = (0..kept)
+            .map(|i| {
+                let name = schema.field(i).name().clone();
+                let e: Arc<dyn PhysicalExpr> = Arc::new(PhysicalColumn::new(&name, i));
+                (e, name)
+            })
+            .collect::<Vec<_>>();
+        let input: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(exprs, input)?);
         self.inner.insert_into(state, input, insert_op).await
     }
 }
@@ -709,6 +747,8 @@ impl Ord for Hit {
 pub struct TopK {
     k: usize,
     heap: BinaryHeap<Hit>,
+    /// Reused distance buffer for block scans.
+    scratch: Vec<f32>,
 }
 
 impl TopK {
@@ -716,6 +756,7 @@ impl TopK {
         Self {
             k,
             heap: BinaryHeap::with_capacity(k.min(1 << 16) + 1),
+            scratch: Vec::new(),
         }
     }
 
@@ -750,6 +791,37 @@ impl TopK {
         query: &PreparedQuery,
         rows: std::ops::Range<usize>,
     ) {
+        let dense = mask.is_none_or(|m| m.true_count() * 2 >= m.len());
+        if dense && metric != Metric::Cosine && !rows.is_empty() {
+            // Most rows count: distances for the whole block in one vectorised pass, then the heap.
+            let mut distances = std::mem::take(&mut self.scratch);
+            let block = vectors.rows(rows.clone());
+            match metric {
+                Metric::Euclidean => super::kernels::l2_squared_rows(
+                    &query.vector,
+                    block,
+                    vectors.dim(),
+                    &mut distances,
+                ),
+                _ => super::kernels::dot_rows(&query.vector, block, vectors.dim(), &mut distances),
+            }
+            let negate = metric == Metric::Dot;
+            for (row, d) in rows.zip(distances.iter().copied()) {
+                let distance = if negate { -d } else { d };
+                if (distance < self.bound() || self.heap.len() < self.k)
+                    && !vectors.is_null(row)
+                    && mask.is_none_or(|m| m.is_valid(row) && m.value(row))
+                {
+                    self.push(Hit {
+                        distance,
+                        batch,
+                        row,
+                    });
+                }
+            }
+            self.scratch = distances;
+            return;
+        }
         for row in rows {
             if let Some(m) = mask {
                 if !m.is_valid(row) || !m.value(row) {

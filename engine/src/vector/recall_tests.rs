@@ -165,13 +165,25 @@ async fn indexed_knn_recall_on_clustered_data() {
         .session()
         .register_table("pts", Arc::new(table))
         .expect("register");
+    // The build reports its progress (the notebook shows "building index pts_e: n of N vectors").
+    let progress = Arc::new(crate::Progress::default());
     engine
         .run_cell(
             "CREATE INDEX pts_e ON pts USING hnsw (e)",
-            &RunOptions::all_rows(),
+            &RunOptions::all_rows().with_progress(progress.clone()),
         )
         .await
         .expect("create index");
+    assert_eq!(
+        progress.rows(),
+        N as u64,
+        "progress ends at every vector indexed"
+    );
+    assert_eq!(
+        progress.detail(),
+        None,
+        "the progress line is cleared once the index exists"
+    );
     let plan = text(
         &engine,
         &format!(

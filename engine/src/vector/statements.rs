@@ -356,7 +356,7 @@ impl SysIndexes {
             ints(&|_, s| s.segments as i32),
             ints(&|i, _| i.params.m as i32),
             ints(&|i, _| i.params.ef_construction as i32),
-            ints(&|i, _| i.params.ef_search as i32),
+            ints(&|i, _| i.ef_search() as i32),
             Arc::new(Float64Array::from_iter_values(idx.iter().map(|(_, s)| {
                 (s.build_time.as_secs_f64() * 1000.0).round() / 1000.0
             }))),
