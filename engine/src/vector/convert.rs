@@ -158,6 +158,23 @@ impl Vectors {
         self
     }
 
+    /// NaN and infinite values cannot be compared by distance: an error naming the row and element.
+    pub fn check_finite(&self, what: &str) -> Result<()> {
+        for row in 0..self.len {
+            if let Some(v) = self.get(row) {
+                if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                    let place = if self.len > 1 {
+                        format!("row {}, element {}", row + 1, i + 1)
+                    } else {
+                        format!("element {}", i + 1)
+                    };
+                    return exec_err!("{what}: a vector cannot contain NaN or infinity ({place})");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Reads one constant (a literal or a folded expression) as a single vector.
     pub fn scalar(
         value: &ScalarValue,
@@ -166,6 +183,7 @@ impl Vectors {
     ) -> Result<Option<Vec<f32>>> {
         let array = value.to_array_of_size(1)?;
         let vectors = Self::read(&array, what, expected)?;
+        vectors.check_finite(what)?;
         Ok(vectors.get(0).map(|v| v.to_vec()))
     }
 
@@ -382,6 +400,7 @@ fn convert_array(array: &ArrayRef, what: &str, dims: usize) -> Result<ArrayRef> 
         );
     }
     let vectors = Vectors::read(array, what, Some(dims))?;
+    vectors.check_finite(what)?;
     if vectors.dim() != dims {
         // Only NULL rows: keep the declared dimension.
         return Ok(datafusion::arrow::array::new_null_array(

@@ -298,6 +298,8 @@ pub struct VectorIndex {
     pub params: HnswParams,
     /// Candidates explored per search; starts at `params.ef_search`, adjustable without a rebuild.
     ef_search: std::sync::atomic::AtomicUsize,
+    /// Filters passing at most this many rows are answered exactly (starts at [`EXACT_BELOW`]).
+    exact_below: std::sync::atomic::AtomicUsize,
     state: RwLock<IndexState>,
     building: AtomicBool,
     /// Time spent building (CREATE INDEX plus background catch-up and merges).
@@ -334,6 +336,15 @@ impl VectorIndex {
     /// Changes how many candidates a search explores (recall against speed); no rebuild needed.
     pub fn set_ef_search(&self, ef: usize) {
         self.ef_search.store(ef.max(1), Ordering::Relaxed);
+    }
+
+    pub fn exact_below(&self) -> usize {
+        self.exact_below.load(Ordering::Relaxed)
+    }
+
+    /// Changes the filter size under which searches are exact (tests use 0 to exercise filtered graph search).
+    pub fn set_exact_below(&self, rows: usize) {
+        self.exact_below.store(rows, Ordering::Relaxed);
     }
 
     fn state(&self) -> IndexState {
@@ -568,7 +579,7 @@ impl IndexedTable {
         }
         if let Some(masks) = masks {
             let passing: usize = masks.iter().map(|m| m.true_count()).sum();
-            if passing <= EXACT_BELOW || passing * 20 < snapshot.rows() {
+            if passing <= index.exact_below() || passing * 20 < snapshot.rows() {
                 return Ok((
                     exact(snapshot, column, query, k, Some(masks), metric, None)?,
                     metric,
@@ -608,7 +619,11 @@ impl IndexedTable {
             .ceil() as usize;
             fetch = fetch.max(k);
             let ef = index.ef_search();
+            // Each attempt ranks its candidates afresh (a retry returns the earlier ones again), so a row is
+            // counted once; the segment's best k then join the others.
+            let mut segment_top;
             loop {
+                segment_top = TopK::new(k);
                 let ids = segment
                     .index
                     .search(&prepared.vector, fetch.min(segment.len()), ef);
@@ -619,7 +634,7 @@ impl IndexedTable {
                     };
                     if let Some(hit) = cache.rank(*r, &prepared, metric, masks)? {
                         found += 1;
-                        top.push(hit);
+                        segment_top.push(hit);
                     }
                 }
                 if found >= k.min(segment.len()) {
@@ -627,11 +642,20 @@ impl IndexedTable {
                 }
                 if fetch >= segment.len() || ids.len() < fetch.max(ef).min(segment.len()) {
                     // The graph cannot give more (or the filter rejects nearly everything): rank every row.
-                    segment_exact(&mut top, segment, &mut cache, &prepared, metric, masks)?;
+                    segment_top = TopK::new(k);
+                    segment_exact(
+                        &mut segment_top,
+                        segment,
+                        &mut cache,
+                        &prepared,
+                        metric,
+                        masks,
+                    )?;
                     break;
                 }
                 fetch = (fetch * 4).min(segment.len());
             }
+            top.merge(segment_top);
         }
         Ok((top.into_sorted(), metric))
     }
@@ -665,6 +689,10 @@ impl<'a> VectorCache<'a> {
             return Ok(None);
         };
         let row = r.row as usize;
+        // A row the segment knows but this snapshot does not (a table rewritten under a concurrent search).
+        if row >= self.snapshot.flat[batch].num_rows() {
+            return Ok(None);
+        }
         if let Some(m) = masks {
             if !m[batch].is_valid(row) || !m[batch].value(row) {
                 return Ok(None);
@@ -852,7 +880,7 @@ fn rebuild_all(index: &VectorIndex, snapshot: &TableSnapshot) -> Result<()> {
         &|_, _| {},
     )?;
     if let Ok(mut current) = index.state.write() {
-        if current.version != snapshot.version {
+        if current.version < snapshot.version {
             *current = state;
         }
     }
@@ -922,6 +950,7 @@ impl VectorIndex {
             metric,
             params,
             ef_search: std::sync::atomic::AtomicUsize::new(params.ef_search),
+            exact_below: std::sync::atomic::AtomicUsize::new(EXACT_BELOW),
             state: RwLock::new(IndexState::default()),
             building: AtomicBool::new(false),
             build_time: Mutex::new(Duration::ZERO),

@@ -808,7 +808,8 @@ impl TopK {
             let negate = metric == Metric::Dot;
             for (row, d) in rows.zip(distances.iter().copied()) {
                 let distance = if negate { -d } else { d };
-                if (distance < self.bound() || self.heap.len() < self.k)
+                if !distance.is_nan()
+                    && (distance < self.bound() || self.heap.len() < self.k)
                     && !vectors.is_null(row)
                     && mask.is_none_or(|m| m.is_valid(row) && m.value(row))
                 {

@@ -64,6 +64,8 @@ impl Metric {
             }
             Metric::Dot => Some(-kernels::dot(&query.vector, v)),
         }
+        // Overflow to infinity or NaN cannot be ranked.
+        .filter(|d| !d.is_nan())
     }
 
     pub fn score_from_distance(self, distance: f32) -> f32 {
