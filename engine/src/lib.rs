@@ -249,7 +249,7 @@ impl Engine {
                 .build();
         }
         let plan = state.statement_to_plan(statement).await?;
-        self.resolve_knn_subqueries(plan).await
+        Ok(vector::subqueries::resolve(&self.ctx, plan).await?)
     }
 
     /// The physical plan of a one-statement query, for benchmarks that time planning and execution apart.
@@ -311,79 +311,6 @@ impl Engine {
                 vector::statements::drop_index(&self.indexes, names, if_exists).map_err(plan_error)
             }
         }
-    }
-
-    /// Replaces uncorrelated scalar subqueries in KNN_MATCH's query argument by their value, so the query
-    /// vector is a constant when the scan is planned (`KNN_MATCH(e, (SELECT e FROM docs WHERE id = 7), 5)`).
-    async fn resolve_knn_subqueries(&self, plan: LogicalPlan) -> Result<LogicalPlan, EngineError> {
-        use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-        use datafusion::logical_expr::{Expr, Subquery};
-        let mut subqueries: Vec<Subquery> = Vec::new();
-        plan.apply_with_subqueries(|node| {
-            node.apply_expressions(|e| {
-                e.apply(|e| {
-                    if let Expr::ScalarFunction(f) = e {
-                        if f.name() == vector::knn::KNN_MATCH {
-                            if let Some(Expr::ScalarSubquery(s)) = f.args.get(1) {
-                                if s.outer_ref_columns.is_empty() {
-                                    subqueries.push(s.clone());
-                                }
-                            }
-                        }
-                    }
-                    Ok(TreeNodeRecursion::Continue)
-                })
-            })
-        })?;
-        if subqueries.is_empty() {
-            return Ok(plan);
-        }
-        let mut values = Vec::with_capacity(subqueries.len());
-        for s in &subqueries {
-            let batches = self
-                .ctx
-                .execute_logical_plan(s.subquery.as_ref().clone())
-                .await?
-                .collect()
-                .await?;
-            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            if rows != 1 {
-                return Err(EngineError::new(
-                    ErrorKind::Plan,
-                    format!(
-                        "KNN_MATCH: the query vector subquery returned {rows} rows; it must return exactly one vector"
-                    ),
-                ));
-            }
-            let batch = batches
-                .iter()
-                .find(|b| b.num_rows() == 1)
-                .ok_or_else(|| EngineError::new(ErrorKind::Internal, "subquery row vanished"))?;
-            if batch.num_columns() != 1 {
-                return Err(EngineError::new(
-                    ErrorKind::Plan,
-                    "KNN_MATCH: the query vector subquery must return one column",
-                ));
-            }
-            values.push(datafusion::common::ScalarValue::try_from_array(
-                batch.column(0),
-                0,
-            )?);
-        }
-        let plan = plan
-            .transform_up_with_subqueries(|node| {
-                node.map_expressions(|e| {
-                    e.transform_up(|e| match &e {
-                        Expr::ScalarSubquery(s) => match subqueries.iter().position(|q| q == s) {
-                            Some(i) => Ok(Transformed::yes(Expr::Literal(values[i].clone(), None))),
-                            None => Ok(Transformed::no(e)),
-                        },
-                        _ => Ok(Transformed::no(e)),
-                    })
-                })
-            })?
-            .data;
-        Ok(plan)
     }
 
     /// Runs every statement of a cell in order and returns the last one's outcome (`None` for a cell with no

@@ -12,6 +12,7 @@ pub mod index;
 pub mod kernels;
 pub mod knn;
 pub mod statements;
+pub mod subqueries;
 
 #[cfg(test)]
 mod recall_tests;
