@@ -144,7 +144,8 @@ fn knn_args(expr: &Expr) -> Option<&[Expr]> {
     }
 }
 
-fn contains_knn(expr: &Expr) -> bool {
+/// Whether an expression calls KNN_MATCH anywhere inside.
+pub(crate) fn contains_knn(expr: &Expr) -> bool {
     let mut found = false;
     let _ = expr.apply(|e| {
         if matches!(e, Expr::ScalarFunction(f) if f.name() == KNN_MATCH) {

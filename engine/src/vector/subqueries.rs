@@ -6,7 +6,7 @@
 //! the query vector `(SELECT embedding ...)` and any scalar subquery become constants, `x [NOT] IN (SELECT ...)`
 //! becomes `x [NOT] IN (values)`. Correlated subqueries are left to DataFusion.
 
-use super::knn::KNN_MATCH;
+use super::knn::{contains_knn, KNN_MATCH};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{plan_err, Result, ScalarValue};
@@ -18,19 +18,6 @@ use datafusion::logical_expr::{Expr, LogicalPlan, Subquery};
 enum Resolved {
     Scalar(Subquery, ScalarValue),
     List(Subquery, Vec<Expr>),
-}
-
-fn calls_knn(expr: &Expr) -> bool {
-    let mut found = false;
-    let _ = expr.apply(|e| {
-        found |= matches!(e, Expr::ScalarFunction(f) if f.name() == KNN_MATCH);
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    found
 }
 
 fn is_query_vector(predicate: &Expr, s: &Subquery) -> bool {
@@ -77,7 +64,7 @@ pub async fn resolve(ctx: &SessionContext, plan: LogicalPlan) -> Result<LogicalP
     let mut found: Vec<(Subquery, bool, bool)> = Vec::new();
     plan.apply_with_subqueries(|node| {
         if let LogicalPlan::Filter(filter) = node {
-            if calls_knn(&filter.predicate) {
+            if contains_knn(&filter.predicate) {
                 filter.predicate.apply(|e| {
                     match e {
                         Expr::ScalarSubquery(s) if s.outer_ref_columns.is_empty() => {
@@ -114,14 +101,15 @@ pub async fn resolve(ctx: &SessionContext, plan: LogicalPlan) -> Result<LogicalP
                 vals.len()
             );
         }
-        let value =
-            match vals.len() {
-                0 => ScalarValue::Null,
-                1 => vals.remove(0),
-                n => return plan_err!(
+        let value = match vals.len() {
+            0 => ScalarValue::Null,
+            1 => vals.remove(0),
+            n => {
+                return plan_err!(
                     "a scalar subquery in a KNN_MATCH filter returned {n} rows; it must return one"
-                ),
-            };
+                )
+            }
+        };
         resolved.push(Resolved::Scalar(s, value));
     }
     let plan = plan
