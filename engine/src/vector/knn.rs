@@ -431,7 +431,9 @@ impl TableProvider for ScoredTable {
             .transpose()?;
 
         if let Some(knn) = knn.first() {
-            let args = knn_args(knn).unwrap_or_default();
+            let Some(args) = knn_args(knn) else {
+                return plan_err!("{MISPLACED}");
+            };
             let column = match unqualified(&args[0])? {
                 Expr::Column(c) => c.name,
                 other => {
@@ -556,25 +558,18 @@ enum KnnSource {
 /// Ranks a table's rows by distance to a query vector and returns the k nearest that pass the filter, nearest
 /// first, with their `_score`.
 pub struct KnnExec {
-    source: KnnSource,
+    /// The search itself, shared with every stream that runs it.
+    run: Arc<KnnRun>,
     base: SchemaRef,
-    output: Vec<usize>,
-    score_index: usize,
-    column: usize,
-    query: Arc<Vec<f32>>,
-    k: usize,
-    filter: Option<Arc<dyn PhysicalExpr>>,
     filter_exprs: Vec<Expr>,
-    limit: Option<usize>,
-    schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
 
 impl fmt::Debug for KnnExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KnnExec")
-            .field("column", &self.base.field(self.column).name())
-            .field("k", &self.k)
+            .field("column", &self.base.field(self.run.column).name())
+            .field("k", &self.run.k)
             .finish()
     }
 }
@@ -610,23 +605,26 @@ impl KnnExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        Self {
+        let run = Arc::new(KnnRun {
             source,
-            base,
             output,
             score_index,
             column,
             query: Arc::new(query),
             k,
             filter,
-            filter_exprs,
             limit,
             schema,
+        });
+        Self {
+            run,
+            base,
+            filter_exprs,
             properties,
         }
     }
 
-    async fn run(source: KnnRun, context: Arc<TaskContext>) -> Result<RecordBatch> {
+    async fn run(source: Arc<KnnRun>, context: Arc<TaskContext>) -> Result<RecordBatch> {
         let (batches, hits, metric) = match &source.source {
             KnnSource::Scan(plan) => {
                 let (batches, hits) = exact_scan(plan.clone(), &source, context).await?;
@@ -946,12 +944,12 @@ async fn exact_scan(
 
 impl DisplayAs for KnnExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let column = self.base.field(self.column).name();
-        write!(f, "KnnExec: column={column}, k={}", self.k)?;
-        match &self.source {
+        let column = self.base.field(self.run.column).name();
+        write!(f, "KnnExec: column={column}, k={}", self.run.k)?;
+        match &self.run.source {
             KnnSource::Scan(_) => write!(f, ", search=exact")?,
             KnnSource::Indexed(t) => match downcast::<IndexedTable>(t) {
-                Some(t) => write!(f, ", search={}", t.describe_search(self.column))?,
+                Some(t) => write!(f, ", search={}", t.describe_search(self.run.column))?,
                 None => write!(f, ", search=exact")?,
             },
         }
@@ -980,7 +978,7 @@ impl ExecutionPlan for KnnExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        match &self.filter {
+        match &self.run.filter {
             Some(e) => f(e),
             None => Ok(TreeNodeRecursion::Continue),
         }
@@ -1001,23 +999,10 @@ impl ExecutionPlan for KnnExec {
         if partition != 0 {
             return exec_err!("KnnExec has one partition, asked for {partition}");
         }
-        let run = KnnRun {
-            source: match &self.source {
-                KnnSource::Scan(p) => KnnSource::Scan(p.clone()),
-                KnnSource::Indexed(t) => KnnSource::Indexed(t.clone()),
-            },
-            output: self.output.clone(),
-            score_index: self.score_index,
-            column: self.column,
-            query: self.query.clone(),
-            k: self.k,
-            filter: self.filter.clone(),
-            limit: self.limit,
-            schema: self.schema.clone(),
-        };
+        let run = self.run.clone();
         let stream = futures::stream::once(async move { KnnExec::run(run, context).await });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.schema.clone(),
+            self.run.schema.clone(),
             stream,
         )))
     }
