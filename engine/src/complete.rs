@@ -285,7 +285,7 @@ mod tests {
     async fn tables_after_from() {
         let e = engine().await;
         let c = e.complete("SELECT * FROM se", 16).await;
-        assert_eq!(texts(&c), ["sessions"]);
+        assert_eq!(texts(&c), ["sessions", "session"]);
         assert_eq!((c.start, c.end), (14, 16));
     }
 

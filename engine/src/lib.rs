@@ -14,20 +14,24 @@ pub mod input;
 pub mod inspect;
 mod names;
 mod outcome;
+pub mod parse;
 pub mod sys;
+pub mod time;
 pub mod vector;
+pub mod views;
 
 pub use complete::Completion;
 pub use error::{EngineError, ErrorKind};
 pub use input::{input_state, InputState};
 pub use inspect::Inspection;
 pub use outcome::{group_thousands, rows as count_rows, Confirmation, Outcome, QueryResult};
+pub use parse::Statement;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -99,11 +103,41 @@ impl Progress {
     }
 }
 
+/// Statements that change the session's objects report failures as plan errors, whatever stage they failed in.
+fn plan_error(e: datafusion::error::DataFusionError) -> EngineError {
+    let mut e = EngineError::from(e);
+    if e.kind == ErrorKind::Execution {
+        e.kind = ErrorKind::Plan;
+    }
+    e
+}
+
 /// One embedded SQL session. Cloning is cheap and shares the session (tables, settings).
 #[derive(Clone)]
 pub struct Engine {
     ctx: SessionContext,
     indexes: Arc<vector::Registry>,
+    views: Arc<views::Registry>,
+}
+
+/// The physical planner with Kestrel's plan nodes (ASOF join, gap fill).
+#[derive(Debug)]
+struct KestrelQueryPlanner;
+
+#[async_trait::async_trait]
+impl datafusion::execution::context::QueryPlanner for KestrelQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        plan: &LogicalPlan,
+        session: &dyn datafusion::catalog::Session,
+    ) -> datafusion::common::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::physical_planner::PhysicalPlanner;
+        datafusion::physical_planner::DefaultPhysicalPlanner::with_extension_planners(
+            time::extension_planners(),
+        )
+        .create_physical_plan(plan, session)
+        .await
+    }
 }
 
 impl Default for Engine {
@@ -129,25 +163,37 @@ impl Engine {
             .with_config(config)
             .with_default_features()
             .with_type_planner(Arc::new(vector::VectorTypes))
+            .with_query_planner(Arc::new(KestrelQueryPlanner))
             .build();
         // Our array-literal planner goes first: DataFusion's own turns `[...]` into make_array(...).
         let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
             vec![Arc::new(vector::ArrayLiterals)];
         planners.extend(state.expr_planners().iter().cloned());
-        let state = SessionStateBuilder::new_from_existing(state)
+        let mut state = SessionStateBuilder::new_from_existing(state)
             .with_expr_planners(planners)
             .build();
+        // `->`, `->>` and json_*: registering into a fresh state cannot fail.
+        let _ = datafusion_functions_json::register_all(&mut state);
         let ctx = SessionContext::new_with_state(state);
         ctx.add_analyzer_rule(Arc::new(vector::convert::VectorCasts));
+        ctx.add_analyzer_rule(Arc::new(time::asof::AsofJoins));
+        ctx.add_analyzer_rule(Arc::new(time::gapfill::GapFills));
+        ctx.add_optimizer_rule(Arc::new(time::asof::AsofFilterPushdown));
+        time::register(&ctx);
         for f in vector::functions::all() {
             ctx.register_udf(f);
         }
         ctx.register_udf(vector::knn::KnnMatch::udf());
         ctx.register_udf(vector::convert::ToVector::udf());
         let indexes = Arc::new(vector::Registry::default());
+        let views = Arc::new(views::Registry::default());
         // Registering a schema in the default catalog cannot fail for a fresh session.
-        let _ = sys::register(&ctx, indexes.clone());
-        Self { ctx, indexes }
+        let _ = sys::register(&ctx, indexes.clone(), views.clone());
+        Self {
+            ctx,
+            indexes,
+            views,
+        }
     }
 
     /// The session's vector indexes (for tests and benchmarks that wait for a settled index).
@@ -173,10 +219,7 @@ impl Engine {
                 ),
             )
         })?;
-        let mut parser = DFParserBuilder::new(sql)
-            .with_dialect(dialect.as_ref())
-            .build()?;
-        Ok(parser.parse_statements()?.into_iter().collect())
+        Ok(parse::parse(sql, dialect.as_ref())?)
     }
 
     /// Plans and runs one statement.
@@ -186,7 +229,39 @@ impl Engine {
         opts: &RunOptions,
     ) -> Result<Outcome, EngineError> {
         let started = Instant::now();
-        if let Statement::Statement(ast) = &statement {
+        let done = |message: String| {
+            Ok(Outcome::Done(Confirmation {
+                message,
+                rows_affected: None,
+                elapsed: started.elapsed(),
+            }))
+        };
+        let statement = match statement {
+            Statement::RefreshMaterializedView { name } => {
+                return done(
+                    self.views
+                        .refresh(&self.ctx, &name)
+                        .await
+                        .map_err(plan_error)?,
+                );
+            }
+            Statement::Sql(s) => s,
+        };
+        if let DfStatement::Statement(ast) = &statement {
+            self.views.guard(&self.ctx, ast).map_err(plan_error)?;
+            match views::view_statement(ast) {
+                Some(views::ViewStatement::Create(c)) => {
+                    return done(self.views.create(&self.ctx, c).await.map_err(plan_error)?);
+                }
+                Some(views::ViewStatement::Drop { names, if_exists }) => {
+                    return done(
+                        self.views
+                            .drop_views(&self.ctx, names, if_exists)
+                            .map_err(plan_error)?,
+                    );
+                }
+                None => {}
+            }
             if let Some(stmt) = vector::statements::index_statement(ast) {
                 let message = self.index_statement(stmt, opts).await?;
                 return Ok(Outcome::Done(Confirmation {
@@ -237,7 +312,7 @@ impl Engine {
 
     /// Plans a statement the way [`Engine::execute`] does: KNN statements see tables with vector columns with
     /// their `_score` column, and KNN_MATCH's query subqueries are evaluated first.
-    async fn logical_plan(&self, statement: Statement) -> Result<LogicalPlan, EngineError> {
+    async fn logical_plan(&self, statement: DfStatement) -> Result<LogicalPlan, EngineError> {
         let mut state = self.ctx.state();
         if vector::knn::statement_uses_knn(&statement) {
             let scored = Arc::new(vector::knn::ScoredCatalogList::new(
@@ -264,6 +339,9 @@ impl Engine {
                 "expected exactly one statement",
             ));
         };
+        let Statement::Sql(statement) = statement else {
+            return Err(EngineError::new(ErrorKind::Plan, "expected a query"));
+        };
         let plan = self.logical_plan(statement).await?;
         Ok(self.ctx.state().create_physical_plan(&plan).await?)
     }
@@ -274,13 +352,6 @@ impl Engine {
         opts: &RunOptions,
     ) -> Result<String, EngineError> {
         use vector::statements::IndexStatement;
-        let plan_error = |e: datafusion::error::DataFusionError| {
-            let mut e = EngineError::from(e);
-            if e.kind == ErrorKind::Execution {
-                e.kind = ErrorKind::Plan;
-            }
-            e
-        };
         match stmt {
             IndexStatement::Create(create) => {
                 let progress = opts.progress.clone();

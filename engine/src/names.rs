@@ -218,9 +218,14 @@ pub(crate) fn tables_in_statement(
     uses
 }
 
-/// Table functions (`generate_series`, `range`, ...), sorted.
+/// Table functions (`generate_series`, `range`, `tumble`, ...), sorted; a function registered under several
+/// spellings (TUMBLE, Tumble, tumble) is offered once, in lower case.
 pub(crate) fn table_function_names(ctx: &SessionContext) -> BTreeSet<String> {
-    ctx.state().table_functions().keys().cloned().collect()
+    ctx.state()
+        .table_functions()
+        .keys()
+        .map(|k| k.to_lowercase())
+        .collect()
 }
 
 /// A function of any kind, as much as inspection needs to know.
