@@ -60,11 +60,55 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("TO 'output/breakfast_ideas.parquet'", "Copied 10 rows to 'output/breakfast_ideas.parquet'"),
         ('AS hits FROM breakfast_ideas', '| cooking  |    6 |'),
     ],
+    "03-time-series-features.ipynb": [
+        ("DESCRIBE readings", "| ts          | Timestamp(µs) | YES         |"),
+        ("GROUP BY sensor_id\nORDER BY sensor_id", "| s20       |     9091 | 2026-04-23T09:03:06 | 2026-05-05T23:59:08 |     21 |"),
+        ("stddev(temperature) AS std_temp, count(*) AS n", "(showing 50 of 79,825 rows)"),
+        ("AND ts >= '2026-04-24 15:00:00'", "| 2026-04-24T15:20:00 |   21.817 |    0.274 | 10 |"),
+        ("time_bucket(INTERVAL '1 week', ts) AS week", "| 2026-04-20T00:00:00 |   135613 | 2026-04-22T00:00:35 |"),
+        ("time_bucket(INTERVAL '1 month', ts) AS month", "| 2026-05-01T00:00:00 |   135840 |    22.21 |"),
+        ("AS rolling_avg_5min", "| 2026-04-24T10:47:52 |        25.5 |             25.5 |      1 |  0.59 |"),
+        ("FROM TUMBLE(readings, ts, INTERVAL '1 hour')", "(showing 50 of 6,661 rows)"),
+        ("FROM HOP(readings", "| 2026-04-24T13:30:00 | 2026-04-24T14:30:00 |    20.16 | 41 |"),
+        ("AS sessions,", "| s14       |       15 |            9.1 |          23.7 |"),
+        ("WHERE sensor_id IN ('s05', 's08', 's19')", "| s19       | 2026-05-03T02:00:56 | 2026-05-06T00:09:45 |     2798 |"),
+        ("AS locf_temp", "| 2026-04-24T10:30:00 | s05       |               NULL |              24.91 | 25.4966666666666"),
+        ("AS filled", "|      24 |            16 |      8 |"),
+        ("AS has_battery", "| 2026-04-29T03:01:48 | s05       | 1.4.2 | plant-1 |    NULL | false       |      2 |"),
+        ("AS firmware_versions", "| s03       | plant-3 |          74 |                 2 | 2.0.0     |"),
+        ("CREATE MATERIALIZED VIEW hourly_features", "Created materialized view hourly_features (6,661 rows)"),
+        ("SELECT * FROM sys.views", "| live_readings | 6661 |"),
+        ("INSERT INTO live_readings", "Inserted 3 rows into live_readings"),
+        ("-- before REFRESH", "(2 rows)"),
+        ("REFRESH MATERIALIZED VIEW hourly_features", "Refreshed materialized view hourly_features (6,662 rows)"),
+        ("-- after REFRESH", "| s01       | 2026-05-06T00:00:00 |     16.6 |  3 |      1 |"),
+        ("AS first_inspection", "|         558 |     33 | 2026-04-22T06:00:56 | 2026-05-05T20:58:23 |"),
+        ("AS from_the_future", "| 1129100 |          558924 |"),
+        ("WHERE r.ts IS NULL", "| 2026-04-23T08:30:00 | s20       | false  |        NULL | NULL                |"),
+        ("WHERE r.ts IS NULL", "| 2026-05-02T18:12:20 | s19       | false  |       20.81 | 2026-05-02T05:58:44 |       44016.0 |"),
+        ("MATCH_CONDITION (f.ts >= r.ts)", "|    558 |          557 |"),
+        ("TO 'output/training_set.parquet'", "Copied 558 rows to 'output/training_set.parquet'"),
+        ("AS unfinished_hours_used", "|    558 |     33 |          557 |                    0 |                     0 |"),
+        ("ks_statistic(temperature", "| s11       | 0.768 | 4.161 |\n| s03       | 0.452 | 1.977 |\n"
+                                     "| s17       | 0.381 | 1.053 |\n| s06       | 0.157 | 0.335 |\n| s09       | 0.025 | 0.031 |"),
+        ("'2026-04-22 00:00:00') AS week", "| s06       | 2026-04-29T00:00:00 | 1.4.2 |    24.22 |     1.81 |    30.81 |"),
+    ],
     "churn-features-export.ipynb": [
         ("AS customers, MIN", "| 200000 |      5000 | 2026-05-01T00:00:00 |"),
         ("sanity checks", "| 5000 |      5000 |             0 |      0.143 |"),
         ("TO 'output/churn_training_set.parquet'", "Copied 5,000 rows to 'output/churn_training_set.parquet'"),
     ],
+}
+
+# Files a notebook exports, with the rows and columns a training job reading them with pyarrow must find.
+EXPORTS: dict[str, dict[str, tuple[int, list[str]]]] = {
+    "03-time-series-features.ipynb": {
+        "output/training_set.parquet": (
+            558,
+            ["label_ts", "sensor_id", "failed", "temperature", "reading_ts", "reading_age_s", "error_code", "fw",
+             "battery", "feature_hour", "hour_avg_temp", "hour_std_temp", "hour_max_temp", "hour_readings"],
+        ),
+    },
 }
 
 
@@ -100,3 +144,7 @@ def test_notebook_runs_and_shows_what_it_promises(path: Path):
     # exports are readable by pyarrow, as a training job would read them
     for parquet in (path.parent / "output").glob("*.parquet"):
         assert pq.read_table(parquet).num_rows > 0
+    for name, (rows, columns) in EXPORTS.get(path.name, {}).items():
+        table = pq.read_table(path.parent / name)
+        found = (table.num_rows, table.column_names)
+        assert found == (rows, columns), f"{path.name}: {name} holds {found[0]} rows of {found[1]}"

@@ -1,6 +1,7 @@
 //! SQL timing driver for bench/time_windows.py: runs a setup file once, then each named query `--warmup` times
 //! untimed and `--repeat` times timed (planning and execution together, results drained), and prints one JSON
-//! line per query: {"name", "rows": [{column: value}], "times_ms", "target_partitions"} or {"name", "error"}.
+//! line per query: {"name", "columns", "rows": [[value, ...]], "times_ms", "target_partitions"} or
+//! {"name", "error"}.
 //!
 //! cargo run --release -p kestrel-engine --example sql_bench -- SETUP.sql QUERIES.json [--repeat 5] [--warmup 1]
 //! QUERIES.json is a list of [name, sql] pairs.
@@ -8,7 +9,7 @@
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use kestrel_engine::{Engine, Outcome, RunOptions};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,9 +43,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("setup: {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
         for (name, sql) in queries {
             match time_query(&engine, &sql, warmup, repeat).await {
-                Ok((times, rows)) => println!(
+                Ok((times, columns, rows)) => println!(
                     "{}",
-                    json!({"name": name, "rows": rows, "times_ms": times, "target_partitions": partitions})
+                    json!({"name": name, "columns": columns, "rows": rows, "times_ms": times,
+                           "target_partitions": partitions})
                 ),
                 Err(e) => println!("{}", json!({"name": name, "error": e.to_string()})),
             }
@@ -53,15 +55,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
 }
 
-/// Times one query; returns the timed runs and the last run's rows as JSON objects.
+/// Times one query; returns the timed runs, the column names and the last run's rows (JSON arrays).
 async fn time_query(
     engine: &Engine,
     sql: &str,
     warmup: usize,
     repeat: usize,
-) -> Result<(Vec<f64>, Vec<Value>), Box<dyn std::error::Error>> {
+) -> Result<(Vec<f64>, Vec<String>, Vec<Value>), Box<dyn std::error::Error>> {
     let mut times = Vec::new();
     let mut rows = Vec::new();
+    let mut columns = Vec::new();
     for i in 0..warmup + repeat {
         let t = Instant::now();
         let outcome = engine.run_cell(sql, &RunOptions::all_rows()).await?;
@@ -70,10 +73,11 @@ async fn time_query(
             times.push(ms);
         }
         if let Some(Outcome::Rows(r)) = outcome {
+            columns = r.schema.fields().iter().map(|f| f.name().clone()).collect();
             rows = to_json(&r.batches)?;
         }
     }
-    Ok((times, rows))
+    Ok((times, columns, rows))
 }
 
 fn to_json(batches: &[RecordBatch]) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
@@ -87,7 +91,7 @@ fn to_json(batches: &[RecordBatch]) -> Result<Vec<Value>, Box<dyn std::error::Er
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
             .collect::<Result<Vec<_>, _>>()?;
         for row in 0..b.num_rows() {
-            let mut obj = Map::new();
+            let mut obj = Vec::new();
             for (i, f) in formatters.iter().enumerate() {
                 let field = schema.field(i);
                 let v = if b.column(i).is_null(row) {
@@ -102,9 +106,9 @@ fn to_json(batches: &[RecordBatch]) -> Result<Vec<Value>, Box<dyn std::error::Er
                         Value::String(text)
                     }
                 };
-                obj.insert(field.name().clone(), v);
+                obj.push(v);
             }
-            out.push(Value::Object(obj));
+            out.push(Value::Array(obj));
         }
     }
     Ok(out)

@@ -159,11 +159,20 @@ impl Engine {
             .options_mut()
             .optimizer
             .enable_round_robin_repartition = false;
+        // Time-bucketed features group by (key, bucket) with barely more rows than groups: when the first 100k
+        // rows show that a partial aggregate halves the rows at best, skip it and hash-partition the rows
+        // straight to the final aggregate (DataFusion's default gives up only at 0.8; measured on the 10M-row
+        // 5-minute feature query: 1,027 → 699 ms, bench/RESULTS.md).
+        config
+            .options_mut()
+            .execution
+            .skip_partial_aggregation_probe_ratio_threshold = 0.5;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
             .with_type_planner(Arc::new(vector::VectorTypes))
             .with_query_planner(Arc::new(KestrelQueryPlanner))
+            .with_physical_optimizer_rule(Arc::new(time::sliding::SlidingWindows))
             .build();
         // Our array-literal planner goes first: DataFusion's own turns `[...]` into make_array(...).
         let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =

@@ -6,7 +6,7 @@
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema};
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::arrow::util::display::{ArrayFormatter, DurationFormat, FormatOptions};
 use kestrel_engine::{count_rows, group_thousands, Confirmation, EngineError, QueryResult};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
@@ -56,7 +56,8 @@ impl Fit {
 
 /// Formats every kept row, each cell fitted by `fit`.
 pub fn cells(batches: &[RecordBatch], fit: Fit) -> Vec<Vec<Cell>> {
-    let options = FormatOptions::default();
+    // Durations (window_end - window_start, ts - lag(ts)) read as "1 hours 5 mins 0 secs", not ISO's "PT3900S".
+    let options = FormatOptions::default().with_duration_format(DurationFormat::Pretty);
     let mut rows = Vec::new();
     for batch in batches {
         let formatters: Vec<Option<ArrayFormatter<'_>>> = batch

@@ -706,8 +706,14 @@ impl AsofJoinExec {
         join_type: JoinType,
         schema: SchemaRef,
     ) -> Self {
+        // Left rows come out in their input order, and left columns keep their positions, so the left side's
+        // ordering holds for the output (a sort above may rely on it).
+        let mut equivalence = EquivalenceProperties::new(schema.clone());
+        if let Some(ordering) = left.output_ordering() {
+            equivalence.add_ordering(ordering.iter().cloned());
+        }
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
+            equivalence,
             Partitioning::UnknownPartitioning(left.output_partitioning().partition_count()),
             EmissionType::Incremental,
             Boundedness::Bounded,

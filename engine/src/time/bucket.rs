@@ -278,9 +278,28 @@ impl ScalarUDFImpl for TimeBucket {
         let ts_type = args.return_field.data_type().clone();
         let is_scalar = matches!(args.args[1], ColumnarValue::Scalar(_));
         let ts = args.args[1].to_array(1)?;
-        let nanos = to_nanos(&ts)?;
-        let out: Int64Array = nanos.unary_opt(|t| bucket_start(t, width, origin));
-        let out = from_nanos(out, &ts_type)?;
+        let out = match (ts.data_type(), width) {
+            // The common case: a timestamp column and a fixed width that are whole units of it; bucket in the
+            // column's own unit, no conversions.
+            (DataType::Timestamp(unit, _), Width::Nanos(w))
+                if w % unit_nanos(*unit) == 0 && origin % unit_nanos(*unit) == 0 =>
+            {
+                let scale = unit_nanos(*unit);
+                let (w, o) = (w / scale, origin / scale);
+                let raw = cast(&ts, &DataType::Int64)?;
+                let raw = raw.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let out: Int64Array = raw.unary_opt(|t| match t.checked_sub(o) {
+                    Some(d) => o.checked_add(d.div_euclid(w) * w),
+                    None => bucket_start(t, Width::Nanos(w), o),
+                });
+                cast(&out, &ts_type)?
+            }
+            _ => {
+                let nanos = to_nanos(&ts)?;
+                let out: Int64Array = nanos.unary_opt(|t| bucket_start(t, width, origin));
+                from_nanos(out, &ts_type)?
+            }
+        };
         Ok(if is_scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
         } else {

@@ -46,6 +46,8 @@ use std::sync::Arc;
 
 /// Most buckets one gap-filled series may have.
 const MAX_BUCKETS: i64 = 10_000_000;
+/// Most rows a gap-filled result may have.
+const MAX_ROWS: i64 = 100_000_000;
 
 /// How a filled column fills its gaps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
@@ -744,14 +746,17 @@ impl GapFillExec {
         let (Some(first), Some(last)) = (first, last) else {
             return exec_err!("{GAPFILL}: the time range is out of bounds");
         };
-        if let Some(w) = width.nanos() {
-            let n = (last as i128 - first as i128) / w as i128 + 1;
-            if n > MAX_BUCKETS as i128 {
-                return exec_err!(
-                    "{GAPFILL}: the time range holds {n} buckets per series, more than {MAX_BUCKETS}; narrow \
-                     the WHERE range or widen the buckets"
-                );
+        let buckets: i128 = match width {
+            Width::Nanos(w) => (last as i128 - first as i128) / w as i128 + 1,
+            Width::Months(m) => {
+                ((last as i128 - first as i128) / (28 * 86_400_000_000_000i128)) / m as i128 + 1
             }
+        };
+        if buckets > MAX_BUCKETS as i128 {
+            return exec_err!(
+                "{GAPFILL}: the time range holds {buckets} buckets per series, more than {MAX_BUCKETS}; narrow \
+                 the WHERE range or widen the buckets"
+            );
         }
 
         // Everything the aggregate produced, sorted by (series, bucket).
@@ -803,6 +808,13 @@ impl GapFillExec {
                 None => true,
             }
         };
+        let series_count = (1..n).filter(|&i| !same_series(i - 1, i)).count() + usize::from(n > 0);
+        if series_count as i128 * buckets > MAX_ROWS as i128 {
+            return exec_err!(
+                "{GAPFILL}: filling {series_count} series with {buckets} buckets each would make more than \
+                 {MAX_ROWS} rows; narrow the WHERE range, widen the buckets or filter the series"
+            );
+        }
         // per output row: the row it copies series values from, its real row (if any), its time
         let mut series_row: Vec<u32> = Vec::new();
         let mut real_row: Vec<Option<u32>> = Vec::new();
@@ -850,9 +862,6 @@ impl GapFillExec {
                 match next_bucket(t, width) {
                     Some(next) if next > t => t = next,
                     _ => break,
-                }
-                if series_row.len() > 4_000_000_000 {
-                    return exec_err!("{GAPFILL}: too many rows");
                 }
             }
             // rows after the range

@@ -6,6 +6,7 @@ pub mod asof;
 pub mod bucket;
 pub mod drift;
 pub mod gapfill;
+pub mod sliding;
 pub mod windows;
 
 use datafusion::execution::context::SessionContext;
