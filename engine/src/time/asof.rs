@@ -782,17 +782,13 @@ impl ExecutionPlan for AsofJoinExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for e in self
-            .left_keys
-            .iter()
-            .chain(&self.right_keys)
-            .chain([&self.left_time, &self.right_time])
-        {
-            if f(e)? == TreeNodeRecursion::Stop {
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
+        super::visit_exprs(
+            self.left_keys
+                .iter()
+                .chain(&self.right_keys)
+                .chain([&self.left_time, &self.right_time]),
+            f,
+        )
     }
 
     fn with_new_children(

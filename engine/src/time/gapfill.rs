@@ -634,15 +634,12 @@ impl ExecutionPlan for GapFillExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for e in [&self.width, &self.lower.0, &self.upper.0]
-            .into_iter()
-            .chain(self.origin.as_ref())
-        {
-            if f(e)? == TreeNodeRecursion::Stop {
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
+        super::visit_exprs(
+            [&self.width, &self.lower.0, &self.upper.0]
+                .into_iter()
+                .chain(self.origin.as_ref()),
+            f,
+        )
     }
     fn with_new_children(
         self: Arc<Self>,
@@ -819,6 +816,19 @@ impl GapFillExec {
         let mut series_row: Vec<u32> = Vec::new();
         let mut real_row: Vec<Option<u32>> = Vec::new();
         let mut out_time: Vec<i64> = Vec::new();
+        let mut emit = |series: usize, real: Option<usize>, t: i64| {
+            series_row.push(series as u32);
+            real_row.push(real.map(|r| r as u32));
+            out_time.push(t);
+        };
+        // a real row's own time (NULL buckets sort first and are kept as they are)
+        let time_of = |r: usize| {
+            if times.is_null(r) {
+                i64::MIN
+            } else {
+                times.value(r)
+            }
+        };
         let mut start = 0usize;
         while start < n {
             let mut end = start + 1;
@@ -828,36 +838,23 @@ impl GapFillExec {
             let mut t = first;
             let mut r = start;
             loop {
-                // rows before the range (or NULL buckets) are kept as they are
-                while r < end && (times.is_null(r) || times.value(r) < t) {
-                    series_row.push(start as u32);
-                    real_row.push(Some(r as u32));
-                    out_time.push(if times.is_null(r) {
-                        i64::MIN
-                    } else {
-                        times.value(r)
-                    });
+                // rows before the range are kept as they are
+                while r < end && time_of(r) < t {
+                    emit(start, Some(r), time_of(r));
                     r += 1;
                 }
                 if t > last {
                     break;
                 }
-                if r < end && times.value(r) == t {
-                    series_row.push(start as u32);
-                    real_row.push(Some(r as u32));
-                    out_time.push(t);
+                // the bucket's row (an aggregate has one; keep several if they come), or a gap
+                let mut found = false;
+                while r < end && !times.is_null(r) && times.value(r) == t {
+                    emit(start, Some(r), t);
                     r += 1;
-                    // duplicates of one bucket cannot come from an aggregate, but keep them if they do
-                    while r < end && !times.is_null(r) && times.value(r) == t {
-                        series_row.push(start as u32);
-                        real_row.push(Some(r as u32));
-                        out_time.push(t);
-                        r += 1;
-                    }
-                } else {
-                    series_row.push(start as u32);
-                    real_row.push(None);
-                    out_time.push(t);
+                    found = true;
+                }
+                if !found {
+                    emit(start, None, t);
                 }
                 match next_bucket(t, width) {
                     Some(next) if next > t => t = next,
@@ -866,13 +863,7 @@ impl GapFillExec {
             }
             // rows after the range
             while r < end {
-                series_row.push(start as u32);
-                real_row.push(Some(r as u32));
-                out_time.push(if times.is_null(r) {
-                    i64::MIN
-                } else {
-                    times.value(r)
-                });
+                emit(start, Some(r), time_of(r));
                 r += 1;
             }
             start = end;

@@ -41,3 +41,22 @@ pub fn extension_planners(
         Arc::new(gapfill::GapFillPlanner),
     ]
 }
+
+/// `ExecutionPlan::apply_expressions` for an operator holding these expressions: visits each in turn, stopping
+/// where `f` says so.
+pub(crate) fn visit_exprs<'a>(
+    exprs: impl IntoIterator<Item = &'a Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
+    f: &mut dyn FnMut(
+        &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+    ) -> datafusion::common::Result<
+        datafusion::common::tree_node::TreeNodeRecursion,
+    >,
+) -> datafusion::common::Result<datafusion::common::tree_node::TreeNodeRecursion> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    for e in exprs {
+        if f(e)? == TreeNodeRecursion::Stop {
+            return Ok(TreeNodeRecursion::Stop);
+        }
+    }
+    Ok(TreeNodeRecursion::Continue)
+}

@@ -250,17 +250,13 @@ impl ExecutionPlan for SlidingWindowExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for e in self
-            .partition_by
-            .iter()
-            .chain([&self.order])
-            .chain(self.windows.iter().map(|w| &w.arg))
-        {
-            if f(e)? == TreeNodeRecursion::Stop {
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
+        super::visit_exprs(
+            self.partition_by
+                .iter()
+                .chain([&self.order])
+                .chain(self.windows.iter().map(|w| &w.arg)),
+            f,
+        )
     }
     fn with_new_children(
         self: Arc<Self>,
