@@ -13,6 +13,7 @@ pub mod error;
 pub mod input;
 pub mod inspect;
 mod names;
+mod optimize;
 mod outcome;
 pub mod parse;
 pub mod sys;
@@ -188,6 +189,7 @@ impl Engine {
         ctx.add_analyzer_rule(Arc::new(time::asof::AsofJoins));
         ctx.add_analyzer_rule(Arc::new(time::gapfill::GapFills));
         ctx.add_optimizer_rule(Arc::new(time::asof::AsofFilterPushdown));
+        ctx.add_optimizer_rule(Arc::new(optimize::CheapConditionsFirst));
         time::register(&ctx);
         for f in vector::functions::all() {
             ctx.register_udf(f);
