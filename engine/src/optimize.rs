@@ -46,7 +46,8 @@ fn is_simple(e: &Expr) -> bool {
                     | Operator::LtEq
                     | Operator::Gt
                     | Operator::GtEq
-            ) && ((is_column(left) && is_constant(right)) || (is_constant(left) && is_column(right)))
+            ) && ((is_column(left) && is_constant(right))
+                || (is_constant(left) && is_column(right)))
         }
         Expr::Between(Between {
             expr, low, high, ..
@@ -89,7 +90,8 @@ impl OptimizerRule for CheapConditionsFirst {
         if !needs_move {
             return Ok(Transformed::no(plan));
         }
-        let (simple, rest): (Vec<&Expr>, Vec<&Expr>) = parts.into_iter().partition(|e| is_simple(e));
+        let (simple, rest): (Vec<&Expr>, Vec<&Expr>) =
+            parts.into_iter().partition(|e| is_simple(e));
         let Some(predicate) = conjunction(simple.into_iter().chain(rest).cloned()) else {
             return Ok(Transformed::no(plan));
         };
