@@ -27,7 +27,8 @@ ensure_apt_packages() {
 ensure_system_packages() {
   command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (https://rustup.rs)" >&2; exit 1; }
   command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
-  local pkgs=(gcc g++ make pkg-config)
+  # cmake and libcurl build librdkafka (Kafka live tables) from source.
+  local pkgs=(gcc g++ make pkg-config cmake libcurl4-openssl-dev)
   python3 -m venv --help >/dev/null 2>&1 || pkgs+=(python3-venv)
   ensure_apt_packages "${pkgs[@]}"
 }

@@ -16,6 +16,7 @@ mod names;
 mod optimize;
 mod outcome;
 pub mod parse;
+pub mod stream;
 pub mod sys;
 pub mod time;
 pub mod vector;
@@ -27,6 +28,7 @@ pub use input::{input_state, InputState};
 pub use inspect::Inspection;
 pub use outcome::{group_thousands, rows as count_rows, Confirmation, Outcome, QueryResult};
 pub use parse::Statement;
+pub use stream::SourceState;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::context::{SessionConfig, SessionContext};
@@ -119,6 +121,9 @@ pub struct Engine {
     ctx: SessionContext,
     indexes: Arc<vector::Registry>,
     views: Arc<views::Registry>,
+    sources: Arc<stream::Sources>,
+    /// Keeps continuous views current; stops with the last clone of the engine.
+    _maintainer: Arc<views::continuous::MaintainerHandle>,
 }
 
 /// The physical planner with Kestrel's plan nodes (ASOF join, gap fill).
@@ -168,9 +173,14 @@ impl Engine {
             .options_mut()
             .execution
             .skip_partial_aggregation_probe_ratio_threshold = 0.5;
+        let sources = Arc::new(stream::Sources::default());
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
+            .with_table_factory(
+                "KAFKA".into(),
+                Arc::new(stream::KafkaFactory::new(sources.clone())),
+            )
             .with_type_planner(Arc::new(vector::VectorTypes))
             .with_query_planner(Arc::new(KestrelQueryPlanner))
             .with_physical_optimizer_rule(Arc::new(time::sliding::SlidingWindows))
@@ -191,6 +201,7 @@ impl Engine {
         ctx.add_optimizer_rule(Arc::new(time::asof::AsofFilterPushdown));
         ctx.add_optimizer_rule(Arc::new(optimize::CheapConditionsFirst));
         time::register(&ctx);
+        stream::register(&ctx);
         for f in vector::functions::all() {
             ctx.register_udf(f);
         }
@@ -199,17 +210,25 @@ impl Engine {
         let indexes = Arc::new(vector::Registry::default());
         let views = Arc::new(views::Registry::default());
         // Registering a schema in the default catalog cannot fail for a fresh session.
-        let _ = sys::register(&ctx, indexes.clone(), views.clone());
+        let _ = sys::register(&ctx, indexes.clone(), views.clone(), sources.clone());
+        let maintainer = views::continuous::spawn(ctx.clone(), views.clone(), sources.clone());
         Self {
             ctx,
             indexes,
             views,
+            sources,
+            _maintainer: Arc::new(maintainer),
         }
     }
 
     /// The session's vector indexes (for tests and benchmarks that wait for a settled index).
     pub fn indexes(&self) -> &vector::Registry {
         &self.indexes
+    }
+
+    /// The session's Kafka live tables.
+    pub fn sources(&self) -> &stream::Sources {
+        &self.sources
     }
 
     /// The DataFusion session, for callers that register their own tables or functions.
@@ -251,18 +270,27 @@ impl Engine {
             Statement::RefreshMaterializedView { name } => {
                 return done(
                     self.views
-                        .refresh(&self.ctx, &name)
+                        .refresh(&self.ctx, &name, &self.sources)
                         .await
                         .map_err(plan_error)?,
                 );
             }
             Statement::Sql(s) => s,
         };
+        let mut statement = statement;
+        if let DfStatement::Statement(ast) = &mut statement {
+            self.sources.complete_insert(&self.ctx, ast);
+        }
         if let DfStatement::Statement(ast) = &statement {
             self.views.guard(&self.ctx, ast).map_err(plan_error)?;
             match views::view_statement(ast) {
                 Some(views::ViewStatement::Create(c)) => {
-                    return done(self.views.create(&self.ctx, c).await.map_err(plan_error)?);
+                    return done(
+                        self.views
+                            .create(&self.ctx, c, &self.sources)
+                            .await
+                            .map_err(plan_error)?,
+                    );
                 }
                 Some(views::ViewStatement::Drop { names, if_exists }) => {
                     return done(
@@ -287,6 +315,13 @@ impl Engine {
             self.ctx.table_exist(name.clone()).unwrap_or(false)
         };
         let kind = outcome::StatementKind::of(&plan, &exists);
+        let created_live =
+            match &plan {
+                LogicalPlan::Ddl(datafusion::logical_expr::DdlStatement::CreateExternalTable(
+                    t,
+                )) if t.file_type.eq_ignore_ascii_case("kafka") => Some(t.name.to_string()),
+                _ => None,
+            };
         let is_command = kind.is_command();
         let df = self.ctx.execute_logical_plan(plan).await.map_err(|e| {
             let mut e = EngineError::from(e);
@@ -297,6 +332,10 @@ impl Engine {
         })?;
         let schema = df.schema().inner().clone();
         let mut stream = df.execute_stream().await?;
+        if is_command {
+            // DROP TABLE / CREATE OR REPLACE of a Kafka table: stop the consumer that lost its table.
+            self.sources.reconcile(&self.ctx).await;
+        }
 
         let keep = opts.preview_rows.unwrap_or(usize::MAX);
         let mut batches: Vec<RecordBatch> = Vec::new();
@@ -318,7 +357,13 @@ impl Engine {
                 });
             }
         }
-        Ok(kind.into_outcome(schema, batches, total, started.elapsed()))
+        let mut outcome = kind.into_outcome(schema, batches, total, started.elapsed());
+        if let (Outcome::Done(done), Some(name)) = (&mut outcome, created_live) {
+            if let Some(live) = self.sources.get(&name) {
+                done.message = live.describe_start();
+            }
+        }
+        Ok(outcome)
     }
 
     /// Plans a statement the way [`Engine::execute`] does: KNN statements see tables with vector columns with

@@ -9,6 +9,7 @@ mod install;
 mod protocol;
 mod render;
 mod sql_kernel;
+mod watch;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

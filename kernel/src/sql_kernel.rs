@@ -6,6 +6,7 @@ use crate::protocol::{
     CompleteOutcome, ExecuteOutcome, Interpreter, IsComplete, KernelInfo, MimeBundle, Publisher,
 };
 use crate::render;
+use crate::watch::{self, WatchArgs, Watches};
 use kestrel_engine::{count_rows, input_state, Engine, InputState, Outcome, Progress, RunOptions};
 use serde_json::{json, Map};
 use std::sync::{Arc, Mutex};
@@ -20,11 +21,24 @@ pub const DISPLAY_ROWS: usize = 50;
 
 pub struct SqlKernel {
     engine: Engine,
+    watches: Watches,
 }
 
 impl SqlKernel {
     pub fn new(engine: Engine) -> Self {
-        Self { engine }
+        Self {
+            engine,
+            watches: Watches::default(),
+        }
+    }
+
+    fn live_tables(&self) -> Vec<String> {
+        self.engine
+            .sources()
+            .all()
+            .iter()
+            .map(|t| format!("{:p}", Arc::as_ptr(t)))
+            .collect()
     }
 }
 
@@ -127,6 +141,12 @@ fn split_magic(code: &str) -> (Option<(&str, &str)>, &str) {
     (Some((name, args.trim())), body)
 }
 
+fn text_bundle(text: &str) -> MimeBundle {
+    let mut bundle = Map::new();
+    bundle.insert("text/plain".into(), json!(text));
+    bundle
+}
+
 fn error(ename: &str, evalue: String) -> ExecuteOutcome {
     ExecuteOutcome::Error {
         ename: ename.to_string(),
@@ -164,17 +184,54 @@ impl Interpreter for SqlKernel {
         let (magic, body) = split_magic(&code);
         match magic {
             None | Some(("sql", _)) => {}
+            Some(("watch", args)) => {
+                return match watch::parse_args(args) {
+                    Ok(WatchArgs::Stop) => {
+                        let n = self.watches.stop_all();
+                        ExecuteOutcome::Ok(Some(text_bundle(&format!(
+                            "stopped {n} watch{}",
+                            if n == 1 { "" } else { "es" }
+                        ))))
+                    }
+                    Ok(WatchArgs::Start { every, limit }) => {
+                        if body.trim().is_empty() {
+                            return error(
+                                "UsageError",
+                                "%%watch needs a query on the lines after it".into(),
+                            );
+                        }
+                        match self
+                            .watches
+                            .start(self.engine.clone(), body.to_string(), every, limit, out)
+                            .await
+                        {
+                            Ok(()) => ExecuteOutcome::Ok(None),
+                            Err(e) => error("WatchError", e),
+                        }
+                    }
+                    Err(e) => error("UsageError", e),
+                };
+            }
             Some((name, _)) => {
                 return error(
                     "UsageError",
-                    format!("unknown cell magic %%{name}; available: %%sql"),
+                    format!("unknown cell magic %%{name}; available: %%sql, %%watch"),
                 );
             }
         }
+        let before = self.live_tables();
         let progress = Arc::new(Progress::default());
         let opts = RunOptions::preview(DISPLAY_ROWS).with_progress(progress.clone());
-        let _display = ProgressDisplay::start(out, progress);
-        match self.engine.run_cell(body, &opts).await {
+        let display = ProgressDisplay::start(out.clone(), progress);
+        let result = self.engine.run_cell(body, &opts).await;
+        drop(display);
+        // A new live table shows how it catches up with its topic, in place, while later cells run.
+        for t in self.engine.sources().all() {
+            if !before.contains(&format!("{:p}", Arc::as_ptr(&t))) {
+                self.watches.catch_up(&self.engine, &t.name, out.clone());
+            }
+        }
+        match result {
             Ok(None) => ExecuteOutcome::Ok(None),
             Ok(Some(Outcome::Rows(result))) => {
                 ExecuteOutcome::Ok(Some(render::query_bundle(&result)))
@@ -219,6 +276,10 @@ impl Interpreter for SqlKernel {
         bundle.insert("text/plain".into(), json!(found.plain));
         bundle.insert("text/markdown".into(), json!(found.markdown));
         Some(bundle)
+    }
+
+    fn interrupt(&self) {
+        self.watches.stop_all();
     }
 
     fn is_complete(&self, code: &str) -> IsComplete {

@@ -6,7 +6,9 @@
 //! since) and the analysis of its plan, [`Maintenance`]: whether the query is an append-only map (filter and
 //! projection over one table) or a decomposable aggregate (count/sum/min/max/avg grouped by columns or time
 //! buckets) over one table. That is what a live source (Kafka) needs to maintain a view incrementally: it hands
-//! new rows to [`MaterializedView::apply`] instead of re-running the query.
+//! new rows to the view instead of re-running the query ([`continuous`]).
+
+pub mod continuous;
 
 use crate::outcome::group_thousands;
 use datafusion::arrow::array::{
@@ -70,17 +72,37 @@ impl Maintenance {
         };
         let mut p = plan;
         let mut aggregate = None;
+        // ORDER BY / LIMIT above an aggregate re-run over the groups; over raw rows they are not append-only.
+        let mut ordered = false;
         loop {
             match p {
                 LogicalPlan::Projection(x) => p = &x.input,
                 LogicalPlan::SubqueryAlias(x) => p = &x.input,
-                LogicalPlan::Filter(x) if aggregate.is_none() => p = &x.input,
+                // WHERE below an aggregate applies to new rows; HAVING above it re-runs over the groups.
+                LogicalPlan::Filter(x) => p = &x.input,
+                LogicalPlan::Sort(x) if aggregate.is_none() => {
+                    ordered = true;
+                    p = &x.input
+                }
+                LogicalPlan::Limit(x) if aggregate.is_none() => {
+                    ordered = true;
+                    p = &x.input
+                }
                 LogicalPlan::Aggregate(a) if aggregate.is_none() => {
+                    if a.group_expr
+                        .iter()
+                        .any(|e| matches!(e, Expr::GroupingSet(_)))
+                    {
+                        return recompute("GROUPING SETS / ROLLUP / CUBE");
+                    }
                     for e in &a.aggr_expr {
                         let Expr::AggregateFunction(f) = e.clone().unalias() else {
                             return recompute("an aggregate expression is not a plain call");
                         };
-                        if f.params.distinct || !DECOMPOSABLE.contains(&f.func.name()) {
+                        if f.params.distinct
+                            || !f.params.order_by.is_empty()
+                            || !DECOMPOSABLE.contains(&f.func.name())
+                        {
                             return recompute(&format!(
                                 "{}{} does not combine from partial results",
                                 f.func.name(),
@@ -99,10 +121,10 @@ impl Maintenance {
                             group_by: a.group_expr.clone(),
                             aggregates: a.aggr_expr.clone(),
                         },
+                        None if ordered => recompute("ORDER BY / LIMIT over rows"),
                         None => Maintenance::AppendMap { source },
                     };
                 }
-                LogicalPlan::Filter(_) => return recompute("HAVING filters"),
                 LogicalPlan::Aggregate(_) => return recompute("nested aggregates"),
                 other => {
                     return recompute(&format!(
@@ -137,6 +159,12 @@ pub struct MaterializedView {
     schema: SchemaRef,
     sources: Vec<String>,
     maintenance: Maintenance,
+    /// The query's logical plan (re-run over new rows of a live source).
+    plan: LogicalPlan,
+    /// Progress through a live source.
+    progress: Mutex<continuous::Progress>,
+    /// Whether a live (Kafka) table keeps the view current.
+    continuous: bool,
     partitions: RwLock<Arc<Vec<Vec<RecordBatch>>>>,
     refreshed: Mutex<Refreshed>,
 }
@@ -162,29 +190,32 @@ impl MaterializedView {
         }
     }
 
-    /// Appends rows computed from new source rows (for append-only maps maintained by a live source).
-    pub fn apply(&self, batches: Vec<RecordBatch>) -> Result<()> {
-        if !matches!(self.maintenance, Maintenance::AppendMap { .. }) {
-            return plan_err!(
-                "materialized view {} cannot append rows; it is maintained by {:?}",
-                self.name,
-                self.maintenance
-            );
-        }
+    /// Appends rows computed from new source rows (append-only maps over a live source).
+    fn append(&self, batches: Vec<RecordBatch>, took: Duration) {
         let added: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         if let Ok(mut p) = self.partitions.write() {
             let mut parts = p.as_ref().clone();
             if parts.is_empty() {
                 parts.push(Vec::new());
             }
-            parts[0].extend(batches);
+            // spread appended batches over the partitions, smallest first
+            for b in batches {
+                if let Some(part) = parts.iter_mut().min_by_key(|p| p.len()) {
+                    part.push(b);
+                }
+            }
             *p = Arc::new(parts);
         }
         if let Ok(mut r) = self.refreshed.lock() {
             r.rows += added;
             r.at = SystemTime::now();
+            r.took = took;
         }
-        Ok(())
+    }
+
+    /// The maintainer's last error, if its last run failed.
+    pub fn live_error(&self) -> Option<String> {
+        self.progress.lock().ok().and_then(|p| p.error.clone())
     }
 
     fn snapshot(&self) -> Arc<Vec<Vec<RecordBatch>>> {
@@ -317,7 +348,12 @@ impl Registry {
     }
 
     /// CREATE MATERIALIZED VIEW: runs the query and registers its result under the view's name.
-    pub async fn create(&self, ctx: &SessionContext, c: &ast::CreateView) -> Result<String> {
+    pub async fn create(
+        &self,
+        ctx: &SessionContext,
+        c: &ast::CreateView,
+        live: &crate::stream::Sources,
+    ) -> Result<String> {
         let name = resolve(ctx, &c.name)?;
         let exists = ctx.table_exist(name.clone())?;
         if exists && c.if_not_exists {
@@ -370,6 +406,11 @@ impl Registry {
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
+        let continuous = sources.iter().any(|s| {
+            live.get(s)
+                .or_else(|| live.get(TableReference::from(s.as_str()).table()))
+                .is_some()
+        });
         let view = Arc::new(MaterializedView {
             name: name.clone(),
             definition: c.query.to_string(),
@@ -377,6 +418,9 @@ impl Registry {
             schema,
             sources,
             maintenance: Maintenance::of(&plan),
+            plan,
+            progress: Mutex::new(continuous::Progress::default()),
+            continuous,
             partitions: RwLock::new(Arc::new(vec![])),
             refreshed: Mutex::new(Refreshed {
                 rows: 0,
@@ -386,6 +430,9 @@ impl Registry {
         });
         let partitions = ctx.state().config().target_partitions();
         view.install(batches, started.elapsed(), partitions);
+        if let Some(source) = continuous::live_source(&view, live) {
+            continuous::initial(ctx, &view, &source).await?;
+        }
         let rows = view.refreshed.lock().map(|r| r.rows).unwrap_or(0);
         if exists {
             ctx.deregister_table(name.clone())?;
@@ -402,7 +449,12 @@ impl Registry {
     }
 
     /// REFRESH MATERIALIZED VIEW: re-runs the query; readers see the old rows until the new ones are complete.
-    pub async fn refresh(&self, ctx: &SessionContext, name: &ObjectName) -> Result<String> {
+    pub async fn refresh(
+        &self,
+        ctx: &SessionContext,
+        name: &ObjectName,
+        live: &crate::stream::Sources,
+    ) -> Result<String> {
         let Some(view) = self.find(ctx, name)? else {
             return Err(DataFusionError::Plan(format!(
                 "materialized view '{name}' does not exist{}",
@@ -413,6 +465,16 @@ impl Registry {
                 }
             )));
         };
+        if let Some(source) = continuous::live_source(&view, live) {
+            // rebuilt from the rows the live table holds now, then kept current again
+            continuous::initial(ctx, &view, &source).await?;
+            let rows = view.refreshed.lock().map(|r| r.rows).unwrap_or(0);
+            return Ok(format!(
+                "Refreshed materialized view {name} from the rows {} holds ({} rows); it is maintained continuously",
+                source.name,
+                group_thousands(rows)
+            ));
+        }
         let started = Instant::now();
         let (plan, batches) = Self::run(ctx, &view.query).await?;
         let new_schema = plan.schema().as_arrow().clone();
@@ -531,6 +593,8 @@ impl SysViews {
             ),
             Field::new("refresh_ms", DataType::Float64, false),
             Field::new("incremental", DataType::Boolean, false),
+            Field::new("continuous", DataType::Boolean, false),
+            Field::new("last_error", DataType::Utf8, true),
         ]));
         Self { registry, schema }
     }
@@ -572,6 +636,10 @@ impl SysViews {
             Arc::new(BooleanArray::from_iter(
                 views.iter().map(|v| Some(v.maintenance.incremental())),
             )),
+            Arc::new(BooleanArray::from_iter(
+                views.iter().map(|v| Some(v.continuous)),
+            )),
+            Arc::new(StringArray::from_iter(views.iter().map(|v| v.live_error()))),
         ];
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }

@@ -80,6 +80,9 @@ pub trait Interpreter: Send + Sync + 'static {
     ) -> impl Future<Output = Option<MimeBundle>> + Send;
 
     fn is_complete(&self, code: &str) -> IsComplete;
+
+    /// The user asked for an interrupt (whether or not a cell runs): stop background work such as watches.
+    fn interrupt(&self) {}
 }
 
 /// Code-point offset → byte offset (clamped to the end of `text`).

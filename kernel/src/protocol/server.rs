@@ -35,7 +35,7 @@ struct Shared<I> {
     shutdown: watch::Sender<bool>,
 }
 
-impl<I> Shared<I> {
+impl<I: Interpreter> Shared<I> {
     fn publisher(&self, parent: &Message) -> Publisher {
         Publisher::new(
             self.iopub.clone(),
@@ -45,6 +45,7 @@ impl<I> Shared<I> {
     }
 
     fn interrupt(&self) -> bool {
+        self.interpreter.interrupt();
         let guard = self.running.lock().unwrap_or_else(|p| p.into_inner());
         match guard.as_ref() {
             Some(handle) => {

@@ -1,0 +1,252 @@
+//! Kafka ingest benchmark (issue 6): librdkafka's raw consume rate against rows/s into a queryable live table,
+//! produce→query freshness, and memory under sustained ingest with retention. Same broker, same run.
+//!
+//! cargo run --release --example kafka_bench -- [--messages N] [--bootstrap host:port]
+//! Without --bootstrap an in-process mock cluster is used. Prints one JSON object.
+
+use kestrel_engine::{Engine, RunOptions};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const PARTITIONS: i32 = 3;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// A ~100-byte JSON reading.
+fn payload(i: u64) -> String {
+    format!(
+        r#"{{"ts": {}, "sensor_id": "sensor-{:04}", "temperature": {:.3}, "humidity": {:.2}, "seq": {i}}}"#,
+        1_767_225_600_000u64 + i,
+        i % 1000,
+        15.0 + (i % 997) as f64 * 0.01,
+        30.0 + (i % 89) as f64 * 0.1
+    )
+}
+
+fn producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer")
+}
+
+fn produce(p: &BaseProducer, topic: &str, from: u64, to: u64) {
+    for i in from..to {
+        let body = payload(i);
+        let key = format!("sensor-{:04}", i % 1000);
+        loop {
+            match p.send(BaseRecord::to(topic).key(&key).payload(&body)) {
+                Ok(()) => break,
+                Err(_) => p.poll(Duration::from_millis(1)),
+            }
+        }
+    }
+    p.flush(Duration::from_secs(120)).expect("flush");
+}
+
+/// A plain consumer reading everything from the start, touching each payload (no decoding).
+fn raw_consume(bootstrap: &str, topic: &str, n: u64) -> Duration {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "raw-bench")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .set("queued.max.messages.kbytes", "65536")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    let started = Instant::now();
+    c.assign(&tpl).expect("assign");
+    let mut seen = 0u64;
+    let mut bytes = 0usize;
+    while seen < n {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            bytes += m.payload().map_or(0, |p| p.len());
+            seen += 1;
+        }
+    }
+    let took = started.elapsed();
+    assert!(bytes > 0);
+    took
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+const COLUMNS: &str =
+    "(ts TIMESTAMP, sensor_id TEXT, temperature DOUBLE, humidity DOUBLE, seq BIGINT)";
+
+fn main() {
+    let n: u64 = arg("--messages")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let cluster;
+    let bootstrap = match arg("--bootstrap") {
+        Some(b) => b,
+        None => {
+            cluster = MockCluster::new(1).expect("mock cluster");
+            for t in ["ingest", "fresh", "sustained"] {
+                cluster.create_topic(t, PARTITIONS, 1).expect("topic");
+            }
+            cluster.bootstrap_servers()
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let p = producer(&bootstrap);
+    let t = Instant::now();
+    produce(&p, "ingest", 0, n);
+    let produce_s = t.elapsed().as_secs_f64();
+
+    // 1. raw consume vs live-table ingest (best of 3 each, alternating)
+    let mut raw = Vec::new();
+    let mut ingest = Vec::new();
+    for round in 0..3 {
+        raw.push(raw_consume(&bootstrap, "ingest", n).as_secs_f64());
+        let engine = Engine::new();
+        let started = Instant::now();
+        rt.block_on(engine.run_cell(
+            &format!("CREATE EXTERNAL TABLE t{round} {COLUMNS} STORED AS KAFKA LOCATION 'kafka://{bootstrap}/ingest'"),
+            &RunOptions::all_rows(),
+        ))
+        .expect("create");
+        let live = engine.sources().get(&format!("t{round}")).expect("live");
+        live.wait_for_rows(n, Duration::from_secs(600));
+        ingest.push(started.elapsed().as_secs_f64());
+        assert_eq!(live.sizes().0 as u64, n, "rows");
+    }
+    let best = |v: &[f64]| v.iter().cloned().fold(f64::MAX, f64::min);
+    let raw_rate = n as f64 / best(&raw);
+    let ingest_rate = n as f64 / best(&ingest);
+
+    // 2. freshness: produce one message, time until it is a queryable row
+    let engine = Engine::new();
+    rt.block_on(engine.run_cell(
+        &format!("CREATE EXTERNAL TABLE fresh {COLUMNS} STORED AS KAFKA LOCATION 'kafka://{bootstrap}/fresh'"),
+        &RunOptions::all_rows(),
+    ))
+    .expect("create fresh");
+    let live = engine.sources().get("fresh").expect("live");
+    let quick: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer");
+    let mut lat = Vec::new();
+    for i in 0..500u64 {
+        let body = payload(i);
+        let sent = Instant::now();
+        quick
+            .send(BaseRecord::to("fresh").key("k").payload(&body))
+            .map_err(|(e, _)| e)
+            .expect("send");
+        quick.poll(Duration::ZERO);
+        let got = live.wait_for_rows(i + 1, Duration::from_secs(10));
+        assert!(got > i, "message {i} never arrived");
+        lat.push(sent.elapsed().as_secs_f64() * 1000.0);
+        quick.poll(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
+    // the same rows are visible to SQL
+    let visible = rt
+        .block_on(engine.run_cell("SELECT count(*) FROM fresh", &RunOptions::all_rows()))
+        .is_ok();
+
+    // 3. memory under sustained ingest with retention
+    let engine = Engine::new();
+    rt.block_on(engine.run_cell(
+        &format!(
+            "CREATE EXTERNAL TABLE sustained {COLUMNS} STORED AS KAFKA LOCATION 'kafka://{bootstrap}/sustained' \
+             OPTIONS ('retention' '200000 rows')"
+        ),
+        &RunOptions::all_rows(),
+    ))
+    .expect("create sustained");
+    let live = engine.sources().get("sustained").expect("live");
+    let total = 3 * n;
+    let feeder = {
+        let bootstrap = bootstrap.clone();
+        std::thread::spawn(move || {
+            let p = producer(&bootstrap);
+            let step = 100_000;
+            let mut i = 0;
+            while i < total {
+                produce(&p, "sustained", i, (i + step).min(total));
+                i += step;
+            }
+        })
+    };
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while live.counters.consumed.load(Ordering::Relaxed) < total
+        && started.elapsed() < Duration::from_secs(600)
+    {
+        std::thread::sleep(Duration::from_millis(250));
+        samples.push((
+            live.counters.consumed.load(Ordering::Relaxed),
+            live.sizes().0,
+            live.sizes().1,
+            rss_bytes(),
+        ));
+    }
+    let _ = feeder.join();
+    let half = &samples[samples.len() / 2..];
+    let rss_min = half.iter().map(|s| s.3).min().unwrap_or(0);
+    let rss_max = half.iter().map(|s| s.3).max().unwrap_or(0);
+    let table_max = samples.iter().map(|s| s.2).max().unwrap_or(0);
+    let rows_max = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    println!(
+        "{}",
+        serde_json::json!({
+            "messages": n,
+            "bytes_per_message": payload(n / 2).len(),
+            "broker": if arg("--bootstrap").is_some() { "external" } else { "librdkafka mock cluster" },
+            "produce_s": produce_s,
+            "raw_consume_s": raw,
+            "ingest_s": ingest,
+            "raw_rate": raw_rate,
+            "ingest_rate": ingest_rate,
+            "ingest_vs_raw": ingest_rate / raw_rate,
+            "fresh_p50_ms": pct(0.5),
+            "fresh_p99_ms": pct(0.99),
+            "fresh_max_ms": pct(1.0),
+            "fresh_visible_to_sql": visible,
+            "sustained_messages": total,
+            "sustained_rows_held_max": rows_max,
+            "sustained_table_bytes_max": table_max,
+            "sustained_rss_second_half_min": rss_min,
+            "sustained_rss_second_half_max": rss_max,
+            "sustained_samples": samples.len(),
+        })
+    );
+}

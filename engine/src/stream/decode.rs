@@ -1,0 +1,680 @@
+//! Messages → Arrow rows. Every message becomes exactly one row or exactly one dead letter: a micro-batch is
+//! decoded in one pass when it is clean (the common case), and message by message when it is not, so one
+//! malformed message never costs its neighbours.
+
+use super::options::Format;
+use datafusion::arrow::array::{
+    Array, ArrayRef, BinaryBuilder, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    StringBuilder, TimestampMillisecondArray,
+};
+use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::error::ArrowError;
+use std::sync::Arc;
+
+/// The metadata columns every live table has (after the declared ones unless declared).
+pub const META: [&str; 4] = ["_partition", "_offset", "_timestamp", "_key"];
+
+pub fn meta_field(name: &str) -> Option<Field> {
+    Some(match name {
+        "_partition" => Field::new(name, DataType::Int32, true),
+        "_offset" => Field::new(name, DataType::Int64, true),
+        "_timestamp" => Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
+        "_key" => Field::new(name, DataType::Utf8, true),
+        _ => return None,
+    })
+}
+
+/// A micro-batch of consumed messages, stored contiguously (no allocation per message).
+#[derive(Debug, Default)]
+pub struct Messages {
+    data: Vec<u8>,
+    /// (start, end) of each value in `data`; `None` for a message without a value (a tombstone).
+    values: Vec<Option<(usize, usize)>>,
+    keys: Vec<Option<(usize, usize)>>,
+    pub partition: Vec<i32>,
+    pub offset: Vec<i64>,
+    /// Kafka timestamps (ms since the epoch); `None` where the message has none.
+    pub timestamp: Vec<Option<i64>>,
+}
+
+impl Messages {
+    pub fn push(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        timestamp: Option<i64>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) {
+        let mut put = |bytes: Option<&[u8]>| {
+            bytes.map(|b| {
+                let start = self.data.len();
+                self.data.extend_from_slice(b);
+                (start, self.data.len())
+            })
+        };
+        let k = put(key);
+        let v = put(value);
+        self.keys.push(k);
+        self.values.push(v);
+        self.partition.push(partition);
+        self.offset.push(offset);
+        self.timestamp.push(timestamp);
+    }
+
+    pub fn len(&self) -> usize {
+        self.offset.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offset.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.values.clear();
+        self.keys.clear();
+        self.partition.clear();
+        self.offset.clear();
+        self.timestamp.clear();
+    }
+
+    pub fn value(&self, i: usize) -> Option<&[u8]> {
+        self.values[i].map(|(s, e)| &self.data[s..e])
+    }
+
+    pub fn key(&self, i: usize) -> Option<&[u8]> {
+        self.keys[i].map(|(s, e)| &self.data[s..e])
+    }
+}
+
+/// What a micro-batch became.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// The rows (the table's schema), in message order.
+    pub batch: Option<RecordBatch>,
+    /// Messages that did not decode: (index in the micro-batch, why).
+    pub dead: Vec<(usize, String)>,
+}
+
+/// Decodes message values of one format into a table's rows.
+pub struct Decoder {
+    format: Format,
+    delimiter: u8,
+    /// The table's schema (declared columns and metadata columns).
+    schema: SchemaRef,
+    /// The declared non-metadata columns as decoded from the value: timestamps are read as text first (to accept
+    /// RFC 3339 strings and epoch milliseconds alike).
+    value_schema: SchemaRef,
+    json: Option<arrow_json::reader::Decoder>,
+    line: Vec<u8>,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+fn is_time(t: &DataType) -> bool {
+    matches!(t, DataType::Timestamp(_, _))
+}
+
+impl Decoder {
+    pub fn new(format: Format, delimiter: u8, schema: SchemaRef) -> Result<Self, ArrowError> {
+        let value_fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .filter(|f| !META.contains(&f.name().as_str()))
+            .map(|f| {
+                let mut f = f.as_ref().clone();
+                if is_time(f.data_type()) {
+                    f = f.with_data_type(DataType::Utf8);
+                }
+                // Nullability is checked after decoding, with a message that names the column.
+                f.with_nullable(true)
+            })
+            .collect();
+        let value_schema = Arc::new(Schema::new(value_fields));
+        let mut d = Self {
+            format,
+            delimiter,
+            schema,
+            value_schema,
+            json: None,
+            line: Vec::new(),
+        };
+        if format == Format::Json {
+            d.json = Some(d.json_decoder()?);
+        }
+        Ok(d)
+    }
+
+    fn json_decoder(&self) -> Result<arrow_json::reader::Decoder, ArrowError> {
+        arrow_json::ReaderBuilder::new(self.value_schema.clone())
+            .with_coerce_primitive(true)
+            .with_batch_size(1 << 20)
+            .build_decoder()
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Decodes a micro-batch.
+    pub fn decode(&mut self, m: &Messages) -> Decoded {
+        let mut out = Decoded::default();
+        if m.is_empty() {
+            return out;
+        }
+        let values = match self.format {
+            Format::Raw => self.decode_raw(m, &mut out.dead),
+            Format::Json | Format::Csv => self.decode_values(m, &mut out.dead),
+        };
+        let Some((values, rows)) = values else {
+            return out;
+        };
+        match self.assemble(m, values, &rows, &mut out.dead) {
+            Ok(batch) => out.batch = batch,
+            Err(e) => {
+                // Cannot happen for data the decoders accepted; never lose the messages if it does.
+                for &i in &rows {
+                    out.dead
+                        .push((i, format!("internal error assembling rows: {e}")));
+                }
+            }
+        }
+        out.dead.sort_by_key(|d| d.0);
+        out
+    }
+
+    /// JSON or CSV: one pass over the whole micro-batch; message by message when that fails or does not give
+    /// exactly one row per message.
+    fn decode_values(
+        &mut self,
+        m: &Messages,
+        dead: &mut Vec<(usize, String)>,
+    ) -> Option<(RecordBatch, Vec<usize>)> {
+        let all: Vec<usize> = (0..m.len()).collect();
+        let clean = all.iter().all(|&i| match m.value(i) {
+            Some(v) => !v.iter().all(u8::is_ascii_whitespace) && !v.contains(&b'\n'),
+            None => false,
+        });
+        if clean {
+            if let Ok(b) = self.decode_many(m, &all) {
+                if b.num_rows() == m.len() {
+                    return Some((b, all));
+                }
+            }
+        }
+        let mut batches = Vec::new();
+        let mut rows = Vec::new();
+        for i in 0..m.len() {
+            match self.decode_one(m.value(i)) {
+                Ok(b) => {
+                    batches.push(b);
+                    rows.push(i);
+                }
+                Err(e) => dead.push((i, e)),
+            }
+        }
+        if rows.is_empty() {
+            return None;
+        }
+        match concat_batches(&self.value_schema, &batches) {
+            Ok(b) => Some((b, rows)),
+            Err(e) => {
+                for i in rows {
+                    dead.push((i, format!("internal error: {e}")));
+                }
+                None
+            }
+        }
+    }
+
+    fn decode_many(&mut self, m: &Messages, idx: &[usize]) -> Result<RecordBatch, ArrowError> {
+        self.line.clear();
+        for &i in idx {
+            if let Some(v) = m.value(i) {
+                self.line.extend_from_slice(v);
+            }
+            self.line.push(b'\n');
+        }
+        let buf = std::mem::take(&mut self.line);
+        let r = self.decode_bytes(&buf);
+        self.line = buf;
+        r
+    }
+
+    fn decode_bytes(&mut self, buf: &[u8]) -> Result<RecordBatch, ArrowError> {
+        match self.format {
+            Format::Json => {
+                let r = (|| {
+                    let d = self
+                        .json
+                        .as_mut()
+                        .ok_or_else(|| ArrowError::InvalidArgumentError("no decoder".into()))?;
+                    let mut read = 0;
+                    while read < buf.len() {
+                        let n = d.decode(&buf[read..])?;
+                        if n == 0 {
+                            break;
+                        }
+                        read += n;
+                    }
+                    if d.has_partial_record() {
+                        return Err(ArrowError::JsonError("incomplete JSON value".into()));
+                    }
+                    Ok(d.flush()?
+                        .unwrap_or_else(|| RecordBatch::new_empty(self.value_schema.clone())))
+                })();
+                if r.is_err() {
+                    // A failed decode leaves the decoder mid-value: start afresh.
+                    self.json = Some(self.json_decoder()?);
+                }
+                r
+            }
+            Format::Csv => {
+                let mut d = arrow_csv::ReaderBuilder::new(self.value_schema.clone())
+                    .with_delimiter(self.delimiter)
+                    .with_batch_size(1 << 20)
+                    .build_decoder();
+                let mut read = 0;
+                while read < buf.len() {
+                    let n = d.decode(&buf[read..])?;
+                    if n == 0 {
+                        break;
+                    }
+                    read += n;
+                }
+                Ok(d.flush()?
+                    .unwrap_or_else(|| RecordBatch::new_empty(self.value_schema.clone())))
+            }
+            Format::Raw => Err(ArrowError::InvalidArgumentError("raw".into())),
+        }
+    }
+
+    fn decode_one(&mut self, value: Option<&[u8]>) -> Result<RecordBatch, String> {
+        let Some(v) = value else {
+            return Err("the message has no value (a tombstone)".into());
+        };
+        if v.iter().all(u8::is_ascii_whitespace) {
+            return Err("the message is empty".into());
+        }
+        let mut buf = Vec::with_capacity(v.len() + 1);
+        buf.extend_from_slice(v);
+        buf.push(b'\n');
+        let b = self.decode_bytes(&buf).map_err(|e| {
+            let what = match self.format {
+                Format::Json => "not a JSON object of the table's columns",
+                _ => "not a CSV record of the table's columns",
+            };
+            format!("{what}: {}", clean_arrow_error(&e))
+        })?;
+        match b.num_rows() {
+            1 => Ok(b),
+            0 => Err("the message holds no record".into()),
+            n => Err(format!("the message holds {n} records, not one")),
+        }
+    }
+
+    /// Raw: the declared `key`/`value` columns take the bytes (TEXT must be UTF-8).
+    fn decode_raw(
+        &mut self,
+        m: &Messages,
+        dead: &mut Vec<(usize, String)>,
+    ) -> Option<(RecordBatch, Vec<usize>)> {
+        let mut rows = Vec::with_capacity(m.len());
+        for i in 0..m.len() {
+            let mut ok = true;
+            for f in self.value_schema.fields() {
+                if f.data_type() == &DataType::Utf8 {
+                    let bytes = if f.name() == "key" {
+                        m.key(i)
+                    } else {
+                        m.value(i)
+                    };
+                    if let Some(b) = bytes {
+                        if let Err(e) = std::str::from_utf8(b) {
+                            dead.push((i, format!("column {} is TEXT but the {} is not UTF-8 ({e}); declare it BYTEA", f.name(), f.name())));
+                            ok = false;
+                            break;
+                        }
+                    }
+                }
+            }
+            if ok {
+                rows.push(i);
+            }
+        }
+        if rows.is_empty() {
+            return None;
+        }
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for f in self.value_schema.fields() {
+            let get = |i: usize| {
+                if f.name() == "key" {
+                    m.key(i)
+                } else {
+                    m.value(i)
+                }
+            };
+            let a: ArrayRef = if f.data_type() == &DataType::Utf8 {
+                let mut b = StringBuilder::new();
+                for &i in &rows {
+                    b.append_option(get(i).and_then(|v| std::str::from_utf8(v).ok()));
+                }
+                Arc::new(b.finish())
+            } else {
+                let mut b = BinaryBuilder::new();
+                for &i in &rows {
+                    b.append_option(get(i));
+                }
+                Arc::new(b.finish())
+            };
+            columns.push(a);
+        }
+        match RecordBatch::try_new(self.value_schema.clone(), columns) {
+            Ok(b) => Some((b, rows)),
+            Err(e) => {
+                for i in rows {
+                    dead.push((i, format!("internal error: {e}")));
+                }
+                None
+            }
+        }
+    }
+
+    /// Decoded values + metadata → the table's schema. Rows whose timestamps do not parse or whose NOT NULL
+    /// columns are missing become dead letters here.
+    fn assemble(
+        &self,
+        m: &Messages,
+        values: RecordBatch,
+        rows: &[usize],
+        dead: &mut Vec<(usize, String)>,
+    ) -> Result<Option<RecordBatch>, ArrowError> {
+        let n = rows.len();
+        let mut bad: Vec<Option<String>> = vec![None; n];
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for f in self.schema.fields() {
+            let name = f.name().as_str();
+            let col: ArrayRef = match name {
+                "_partition" => Arc::new(Int32Array::from_iter_values(
+                    rows.iter().map(|&i| m.partition[i]),
+                )),
+                "_offset" => Arc::new(Int64Array::from_iter_values(
+                    rows.iter().map(|&i| m.offset[i]),
+                )),
+                "_timestamp" => Arc::new(
+                    TimestampMillisecondArray::from_iter(rows.iter().map(|&i| m.timestamp[i]))
+                        .with_timezone("UTC"),
+                ),
+                "_key" => {
+                    Arc::new(StringArray::from_iter(rows.iter().map(|&i| {
+                        m.key(i).map(|k| String::from_utf8_lossy(k).into_owned())
+                    })))
+                }
+                _ => {
+                    let idx = values.schema().index_of(name)?;
+                    let c = values.column(idx).clone();
+                    if is_time(f.data_type()) {
+                        parse_times(&c, f.data_type(), name, &mut bad)?
+                    } else {
+                        c
+                    }
+                }
+            };
+            let col = if col.data_type() != f.data_type() {
+                cast(&col, f.data_type())?
+            } else {
+                col
+            };
+            if !f.is_nullable() && col.null_count() > 0 && !META.contains(&name) {
+                for (r, slot) in bad.iter_mut().enumerate() {
+                    if col.is_null(r) && slot.is_none() {
+                        *slot = Some(format!(
+                            "column {name} is NOT NULL but the message has no value for it"
+                        ));
+                    }
+                }
+            }
+            columns.push(col);
+        }
+        let keep: Vec<bool> = bad.iter().map(|b| b.is_none()).collect();
+        for (r, why) in bad.into_iter().enumerate() {
+            if let Some(why) = why {
+                dead.push((rows[r], why));
+            }
+        }
+        // Nullability was checked above; build against a nullable copy, then restore the declared schema.
+        let loose = Arc::new(Schema::new(
+            self.schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        let mut batch = RecordBatch::try_new(loose, columns)?;
+        if keep.iter().any(|k| !k) {
+            batch = filter_record_batch(&batch, &BooleanArray::from(keep))?;
+        }
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(RecordBatch::try_new(
+            self.schema.clone(),
+            batch.columns().to_vec(),
+        )?))
+    }
+}
+
+/// Text timestamps: RFC 3339 / ISO 8601 strings, or integers as epoch milliseconds.
+fn parse_times(
+    c: &ArrayRef,
+    to: &DataType,
+    name: &str,
+    bad: &mut [Option<String>],
+) -> Result<ArrayRef, ArrowError> {
+    let Some(s) = c.as_any().downcast_ref::<StringArray>() else {
+        return cast(c, to);
+    };
+    let DataType::Timestamp(unit, tz) = to else {
+        return cast(c, to);
+    };
+    let per_ms: i64 = match unit {
+        TimeUnit::Second => 0,
+        TimeUnit::Millisecond => 1,
+        TimeUnit::Microsecond => 1_000,
+        TimeUnit::Nanosecond => 1_000_000,
+    };
+    let mut out: Vec<Option<i64>> = Vec::with_capacity(s.len());
+    for (r, v) in s.iter().enumerate() {
+        let Some(v) = v else {
+            out.push(None);
+            continue;
+        };
+        let t = v.trim();
+        let parsed = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+            t.parse::<i64>().ok().map(|ms| {
+                if per_ms == 0 {
+                    ms.div_euclid(1000)
+                } else {
+                    ms.saturating_mul(per_ms)
+                }
+            })
+        } else {
+            datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(t)
+                .ok()
+                .map(|ns| match unit {
+                    TimeUnit::Second => ns.div_euclid(1_000_000_000),
+                    TimeUnit::Millisecond => ns.div_euclid(1_000_000),
+                    TimeUnit::Microsecond => ns.div_euclid(1_000),
+                    TimeUnit::Nanosecond => ns,
+                })
+        };
+        if parsed.is_none() && bad[r].is_none() {
+            bad[r] = Some(format!(
+                "column {name}: '{v}' is not a timestamp (RFC 3339 text or epoch milliseconds)"
+            ));
+        }
+        out.push(parsed);
+    }
+    let a: ArrayRef = match unit {
+        TimeUnit::Second => Arc::new(
+            datafusion::arrow::array::TimestampSecondArray::from(out).with_timezone_opt(tz.clone()),
+        ),
+        TimeUnit::Millisecond => {
+            Arc::new(TimestampMillisecondArray::from(out).with_timezone_opt(tz.clone()))
+        }
+        TimeUnit::Microsecond => Arc::new(
+            datafusion::arrow::array::TimestampMicrosecondArray::from(out)
+                .with_timezone_opt(tz.clone()),
+        ),
+        TimeUnit::Nanosecond => Arc::new(
+            datafusion::arrow::array::TimestampNanosecondArray::from(out)
+                .with_timezone_opt(tz.clone()),
+        ),
+    };
+    Ok(a)
+}
+
+/// Arrow's messages carry a "Json error: " or "Parser error: " prefix; the dead letter says what it is already.
+fn clean_arrow_error(e: &ArrowError) -> String {
+    let s = e.to_string();
+    for prefix in [
+        "Json error: ",
+        "Parser error: ",
+        "Csv error: ",
+        "Invalid argument error: ",
+    ] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            return rest.to_string();
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+            Field::new("sensor_id", DataType::Utf8, false),
+            Field::new("temperature", DataType::Float64, true),
+            meta_field("_partition").unwrap(),
+            meta_field("_offset").unwrap(),
+            meta_field("_timestamp").unwrap(),
+            meta_field("_key").unwrap(),
+        ]))
+    }
+
+    fn messages(values: &[&str]) -> Messages {
+        let mut m = Messages::default();
+        for (i, v) in values.iter().enumerate() {
+            m.push(
+                0,
+                i as i64,
+                Some(1_700_000_000_000),
+                Some(b"k"),
+                Some(v.as_bytes()),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn clean_json_decodes_in_one_pass() {
+        let mut d = Decoder::new(Format::Json, b',', schema()).unwrap();
+        let m = messages(&[
+            r#"{"ts": "2024-01-01T00:00:00Z", "sensor_id": "s1", "temperature": 21.5}"#,
+            r#"{"ts": 1704067260000, "sensor_id": 7, "temperature": "22", "extra": [1]}"#,
+        ]);
+        let out = d.decode(&m);
+        assert!(out.dead.is_empty(), "{:?}", out.dead);
+        let text = pretty_format_batches(&[out.batch.unwrap()])
+            .unwrap()
+            .to_string();
+        assert!(text.contains("2024-01-01T00:00:00 "), "{text}");
+        assert!(text.contains("2024-01-01T00:01:00 "), "{text}");
+        assert!(text.contains("| 7 "), "{text}");
+    }
+
+    #[test]
+    fn each_bad_message_is_one_dead_letter() {
+        let mut d = Decoder::new(Format::Json, b',', schema()).unwrap();
+        let m = messages(&[
+            r#"{"ts": "2024-01-01T00:00:00Z", "sensor_id": "s1", "temperature": 1}"#,
+            r#"{"ts": "2024-01-01T00:00:00Z", "sensor_id": "s1", "temperature": "hot"}"#,
+            r#"not json"#,
+            r#"{"ts": "yesterday", "sensor_id": "s1"}"#,
+            r#"{"ts": "2024-01-01T00:00:00Z", "temperature": 3}"#,
+            r#"{"a":1}{"a":2}"#,
+            r#"{"ts": "2024-01-01T00:00:02Z", "sensor_id": "s2", "temperature": 2}"#,
+        ]);
+        let out = d.decode(&m);
+        let b = out.batch.unwrap();
+        assert_eq!(b.num_rows(), 2);
+        let offsets: Vec<i64> = b
+            .column(4)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec();
+        assert_eq!(offsets, vec![0, 6]);
+        let dead: Vec<usize> = out.dead.iter().map(|d| d.0).collect();
+        assert_eq!(dead, vec![1, 2, 3, 4, 5]);
+        assert!(out.dead[0].1.contains("hot"), "{:?}", out.dead);
+        assert!(
+            out.dead[2].1.contains("'yesterday' is not a timestamp"),
+            "{:?}",
+            out.dead
+        );
+        assert!(
+            out.dead[3].1.contains("sensor_id is NOT NULL"),
+            "{:?}",
+            out.dead
+        );
+        // the decoder is usable after a failure
+        let out = d.decode(&messages(&[r#"{"sensor_id": "x"}"#]));
+        assert_eq!(out.batch.unwrap().num_rows(), 1);
+    }
+
+    #[test]
+    fn csv_and_raw() {
+        let mut d = Decoder::new(Format::Csv, b',', schema()).unwrap();
+        let out = d.decode(&messages(&[
+            "2024-01-01 00:00:00,s1,1.5",
+            "x,y",
+            "1704067200000,s2,2",
+        ]));
+        assert_eq!(out.batch.unwrap().num_rows(), 2);
+        assert_eq!(out.dead.len(), 1);
+        let raw = Arc::new(Schema::new(vec![
+            Field::new("value", DataType::Utf8, true),
+            meta_field("_offset").unwrap(),
+        ]));
+        let mut d = Decoder::new(Format::Raw, b',', raw).unwrap();
+        let mut m = Messages::default();
+        m.push(0, 0, None, None, Some(b"hello"));
+        m.push(0, 1, None, None, Some(&[0xff, 0xfe]));
+        let out = d.decode(&m);
+        assert_eq!(out.batch.unwrap().num_rows(), 1);
+        assert!(out.dead[0].1.contains("not UTF-8"));
+    }
+}
