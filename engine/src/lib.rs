@@ -201,7 +201,7 @@ impl Engine {
         ctx.add_optimizer_rule(Arc::new(time::asof::AsofFilterPushdown));
         ctx.add_optimizer_rule(Arc::new(optimize::CheapConditionsFirst));
         time::register(&ctx);
-        stream::register(&ctx);
+        stream::register(&ctx, &sources);
         for f in vector::functions::all() {
             ctx.register_udf(f);
         }

@@ -237,6 +237,15 @@ impl Watches {
             (b, lag == 0 && state == kestrel_engine::SourceState::Live)
         };
         let (first, done) = status(&live);
+        let nothing_to_read = done
+            && live
+                .counters
+                .consumed
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 0;
+        if nothing_to_read {
+            return; // the confirmation already says "caught up"
+        }
         out.display(first, Some(&display_id));
         if done {
             return;

@@ -145,15 +145,29 @@ impl Store {
 #[derive(Debug, Default)]
 pub struct Subscription {
     queue: Mutex<Vec<RecordBatch>>,
+    /// Batches queued and not yet fully taken in (drained but still being applied count too).
+    pending: std::sync::atomic::AtomicUsize,
 }
 
 impl Subscription {
-    /// The batches appended since the last call.
+    /// The batches appended since the last call. Call [`Subscription::done`] with their number once applied.
     pub fn drain(&self) -> Vec<RecordBatch> {
         self.queue
             .lock()
             .map(|mut q| std::mem::take(&mut *q))
             .unwrap_or_default()
+    }
+
+    pub fn done(&self, batches: usize) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.saturating_sub(batches))
+            });
+    }
+
+    pub fn idle(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
     }
 }
 
@@ -293,6 +307,14 @@ impl LiveTable {
             Ok(s) => (s.rows, s.bytes, s.appended),
             Err(_) => (0, 0, 0),
         }
+    }
+
+    /// Whether every subscriber (continuous view) has taken in every appended batch.
+    pub fn subscribers_idle(&self) -> bool {
+        self.subscribers
+            .lock()
+            .map(|s| s.iter().filter_map(|w| w.upgrade()).all(|s| s.idle()))
+            .unwrap_or(true)
     }
 
     /// Subscribes to appended rows; returns the subscription and the rows held now, with no gap or overlap
@@ -578,6 +600,7 @@ impl LiveTable {
                     for sub in subs.iter().filter_map(|s| s.upgrade()) {
                         if let Ok(mut q) = sub.queue.lock() {
                             q.push(rows.clone());
+                            sub.pending.fetch_add(1, Ordering::AcqRel);
                         }
                     }
                 }

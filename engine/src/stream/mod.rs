@@ -13,6 +13,7 @@ pub mod live;
 pub mod options;
 pub mod sink;
 mod sys;
+mod wait;
 
 pub use live::{LiveTable, SourceState};
 pub use sys::{SysDeadLetters, SysSources};
@@ -421,11 +422,15 @@ fn topic_partitions(consumer: &BaseConsumer, topic: &str, bootstrap: &str) -> Re
     Ok(ids)
 }
 
-/// Registers `kafka_demo` (the table factory is set up with the session).
-pub fn register(ctx: &SessionContext) {
-    let f: Arc<dyn datafusion::catalog::TableFunctionImpl> = Arc::new(demo::DemoFunction);
-    for name in ["kafka_demo", "KAFKA_DEMO"] {
+/// Registers `kafka_demo` and `kafka_wait` (the table factory is set up with the session).
+pub fn register(ctx: &SessionContext, sources: &Arc<Sources>) {
+    let demo: Arc<dyn datafusion::catalog::TableFunctionImpl> = Arc::new(demo::DemoFunction);
+    let wait: Arc<dyn datafusion::catalog::TableFunctionImpl> = Arc::new(wait::WaitFunction {
+        sources: Arc::downgrade(sources),
+    });
+    for (name, f) in [("kafka_demo", demo), ("kafka_wait", wait)] {
         ctx.register_udtf(name, f.clone());
+        ctx.register_udtf(&name.to_uppercase(), f);
     }
 }
 

@@ -197,7 +197,7 @@ pub async fn maintain(
     view: &MaterializedView,
     live: &LiveTable,
 ) -> Result<bool> {
-    let rows = {
+    let (rows, sub) = {
         let mut p = view
             .progress
             .lock()
@@ -206,14 +206,27 @@ pub async fn maintain(
             // the first look: everything held now, then every append
             let (sub, held) = live.subscribe();
             p.subscription = Some(sub);
-            held
+            (held, None)
         } else {
-            p.subscription
-                .as_ref()
-                .map(|s| s.drain())
-                .unwrap_or_default()
+            let sub = p.subscription.clone();
+            (sub.as_ref().map(|s| s.drain()).unwrap_or_default(), sub)
         }
     };
+    let taken = rows.len();
+    let result = apply(ctx, view, live, rows).await;
+    // applied or failed, these batches are no longer pending (a failure is reported in sys.views)
+    if let Some(sub) = sub {
+        sub.done(taken);
+    }
+    result
+}
+
+async fn apply(
+    ctx: &SessionContext,
+    view: &MaterializedView,
+    live: &LiveTable,
+    rows: Vec<RecordBatch>,
+) -> Result<bool> {
     let started = Instant::now();
     match &view.maintenance {
         Maintenance::Recompute { .. } => {
