@@ -59,20 +59,27 @@ fn produce(p: &BaseProducer, topic: &str, from: u64, to: u64) {
 
 /// A plain consumer reading everything from the start, touching each payload (no decoding).
 fn raw_consume(bootstrap: &str, topic: &str, n: u64) -> Duration {
+    // the same client settings and start protocol as a live table (watermarks, then explicit offsets)
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "raw-bench")
         .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "50")
         .set("queued.max.messages.kbytes", "65536")
         .create()
         .expect("consumer");
+    let started = Instant::now();
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
+        let (lo, _) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("watermarks");
+        tpl.add_partition_offset(topic, p, Offset::Offset(lo))
             .expect("tpl");
     }
-    let started = Instant::now();
     c.assign(&tpl).expect("assign");
     let mut seen = 0u64;
     let mut bytes = 0usize;
@@ -129,8 +136,10 @@ fn main() {
     // 1. raw consume vs live-table ingest (best of 3 each, alternating)
     let mut raw = Vec::new();
     let mut ingest = Vec::new();
+    eprintln!("produced {n} in {produce_s:.1} s");
     for round in 0..3 {
         raw.push(raw_consume(&bootstrap, "ingest", n).as_secs_f64());
+        eprintln!("raw round {round}: {:.2} s", raw[round]);
         let engine = Engine::new();
         let started = Instant::now();
         rt.block_on(engine.run_cell(
@@ -139,8 +148,13 @@ fn main() {
         ))
         .expect("create");
         let live = engine.sources().get(&format!("t{round}")).expect("live");
-        live.wait_for_rows(n, Duration::from_secs(600));
+        let got = live.wait_for_rows(n, Duration::from_secs(300));
         ingest.push(started.elapsed().as_secs_f64());
+        eprintln!(
+            "ingest round {round}: {:.2} s ({got} rows, state {:?})",
+            ingest[round],
+            live.state()
+        );
         assert_eq!(live.sizes().0 as u64, n, "rows");
     }
     let best = |v: &[f64]| v.iter().cloned().fold(f64::MAX, f64::min);
@@ -206,6 +220,10 @@ fn main() {
             }
         })
     };
+    eprintln!(
+        "freshness p50 {:.1} ms; sustained ingest of {total} messages",
+        pct(0.5)
+    );
     let mut samples = Vec::new();
     let started = Instant::now();
     while live.counters.consumed.load(Ordering::Relaxed) < total

@@ -31,7 +31,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "h" | "hour" | "hours" => 3600.0,
         _ => return None,
     };
-    (n > 0.0 && n.is_finite()).then(|| Duration::from_secs_f64(n * scale))
+    Duration::try_from_secs_f64(n * scale)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= Duration::from_secs(7 * 86400))
 }
 
 /// What `%%watch` was asked.

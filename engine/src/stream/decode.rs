@@ -506,15 +506,14 @@ fn parse_times(
             continue;
         };
         let t = v.trim();
-        let parsed = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
-            t.parse::<i64>().ok().map(|ms| {
-                if per_ms == 0 {
-                    ms.div_euclid(1000)
-                } else {
-                    ms.saturating_mul(per_ms)
-                }
-            })
-        } else {
+        let epoch_ms = t.parse::<i64>().ok().map(|ms| {
+            if per_ms == 0 {
+                ms.div_euclid(1000)
+            } else {
+                ms.saturating_mul(per_ms)
+            }
+        });
+        let parsed = epoch_ms.or_else(|| {
             datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(t)
                 .ok()
                 .map(|ns| match unit {
@@ -523,7 +522,7 @@ fn parse_times(
                     TimeUnit::Microsecond => ns.div_euclid(1_000),
                     TimeUnit::Nanosecond => ns,
                 })
-        };
+        });
         if parsed.is_none() && bad[r].is_none() {
             bad[r] = Some(format!(
                 "column {name}: '{v}' is not a timestamp (RFC 3339 text or epoch milliseconds)"
@@ -603,6 +602,7 @@ mod tests {
         let m = messages(&[
             r#"{"ts": "2024-01-01T00:00:00Z", "sensor_id": "s1", "temperature": 21.5}"#,
             r#"{"ts": 1704067260000, "sensor_id": 7, "temperature": "22", "extra": [1]}"#,
+            r#"{"ts": "2024-01-02", "sensor_id": "s3"}"#,
         ]);
         let out = d.decode(&m);
         assert!(out.dead.is_empty(), "{:?}", out.dead);
@@ -612,6 +612,7 @@ mod tests {
         assert!(text.contains("2024-01-01T00:00:00 "), "{text}");
         assert!(text.contains("2024-01-01T00:01:00 "), "{text}");
         assert!(text.contains("| 7 "), "{text}");
+        assert!(text.contains("2024-01-02T00:00:00 "), "{text}");
     }
 
     #[test]

@@ -244,13 +244,16 @@ fn run(
                 g.malformed += bad as u64;
                 n += 1;
             }
+            // finished once every message is on the broker, not merely queued in the producer
+            let done =
+                g.spec.total.is_some_and(|t| g.produced >= t) && producer.in_flight_count() == 0;
             if let Ok(mut s) = status.lock() {
                 let e = s.entry(topic.clone()).or_default();
                 e.produced = g.produced;
                 e.malformed = g.malformed;
-                e.running = g.spec.total.is_none_or(|t| g.produced < t);
+                e.running = !done;
             }
-            if g.spec.total.is_some_and(|t| g.produced >= t) {
+            if done {
                 finished.push(topic.clone());
             }
         }

@@ -345,6 +345,12 @@ impl LiveTable {
         }
     }
 
+    fn clear_error(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.1 = None;
+        }
+    }
+
     fn set_error(&self, error: String) {
         if let Ok(mut s) = self.state.lock() {
             s.1 = Some(error);
@@ -419,7 +425,22 @@ impl LiveTable {
         let me = self.clone();
         let handle = std::thread::Builder::new()
             .name(format!("kafka-{}", self.name))
-            .spawn(move || me.run(consumer, decoder))?;
+            .spawn(move || {
+                let watcher = me.clone();
+                let run = std::panic::AssertUnwindSafe(move || me.run(consumer, decoder));
+                if let Err(panic) = std::panic::catch_unwind(run) {
+                    // never silently: the table says it stopped, and why
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown".into());
+                    watcher.set_error(format!(
+                        "the consumer failed: {why}; DROP and CREATE the table again"
+                    ));
+                    watcher.set_state(SourceState::Stopped);
+                }
+            })?;
         if let Ok(mut t) = self.thread.lock() {
             *t = Some(handle);
         }
@@ -484,14 +505,40 @@ impl LiveTable {
         Ok(())
     }
 
-    fn run(self: Arc<Self>, consumer: BaseConsumer, mut decoder: Decoder) {
+    fn run(self: Arc<Self>, consumer: BaseConsumer, decoder: Decoder) {
+        // Decoding runs on a second thread: polling goes on while a micro-batch is decoded. At most two batches
+        // wait for it (then polling waits too: backpressure); emptied buffers come back for reuse.
+        let (to_decoder, batches) =
+            std::sync::mpsc::sync_channel::<(Messages, BTreeMap<i32, i64>)>(2);
+        let (recycle, recycled) = std::sync::mpsc::channel::<Messages>();
+        let me = self.clone();
+        let decoding = std::thread::Builder::new()
+            .name(format!("kafka-decode-{}", self.name))
+            .spawn(move || {
+                let mut decoder = decoder;
+                for (mut batch, next) in batches {
+                    me.append(&mut decoder, &batch, &next);
+                    batch.clear();
+                    let _ = recycle.send(batch);
+                }
+            });
+        let decoding = match decoding {
+            Ok(d) => d,
+            Err(e) => {
+                self.set_error(format!("starting the decoder thread: {e}"));
+                self.set_state(SourceState::Stopped);
+                return;
+            }
+        };
         let mut batch = Messages::default();
         let mut first_at: Option<Instant> = None;
         let mut next = self.positions();
         let mut last_tick = Instant::now();
+        let mut committed = next.clone();
         let mut rate_window: VecDeque<(Instant, u64)> = VecDeque::new();
         let mut paused = false;
-        let mut errored = false;
+        // when the last client error came (broker down, connection reset); cleared by a message or 5 quiet seconds
+        let mut errored: Option<Instant> = None;
         while !self.stop.load(Ordering::Relaxed) {
             if paused {
                 std::thread::sleep(Duration::from_millis(50));
@@ -520,17 +567,15 @@ impl LiveTable {
                             );
                             first_at.get_or_insert_with(Instant::now);
                         }
-                        if errored {
-                            errored = false;
+                        if errored.take().is_some() {
                             self.set_state(SourceState::CatchingUp);
+                            self.clear_error();
                         }
                     }
                     Some(Err(e)) => {
                         self.set_error(format!("{e}"));
-                        if !errored {
-                            errored = true;
-                            self.set_state(SourceState::Reconnecting);
-                        }
+                        errored = Some(Instant::now());
+                        self.set_state(SourceState::Reconnecting);
                     }
                     None => {}
                 }
@@ -539,30 +584,45 @@ impl LiveTable {
                 || batch.len() >= MAX_BATCH_MESSAGES
                 || batch.bytes() >= MAX_BATCH_BYTES;
             if due && !batch.is_empty() {
-                self.flush(&mut decoder, &batch, &next, &consumer);
-                batch.clear();
+                let spare = recycled.try_recv().unwrap_or_default();
+                let full = std::mem::replace(&mut batch, spare);
+                if to_decoder.send((full, next.clone())).is_err() {
+                    break; // the decoder thread is gone (it panicked): reported below
+                }
                 first_at = None;
             }
             if last_tick.elapsed() >= Duration::from_millis(200) || paused {
                 last_tick = Instant::now();
-                paused = self.tick(&consumer, &next, &mut rate_window, paused, errored);
+                if errored.is_some_and(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    // quiet since: librdkafka reconnected (an idle broker closes connections now and then)
+                    errored = None;
+                    self.clear_error();
+                }
+                paused = self.tick(&consumer, &mut rate_window, paused, errored.is_some());
+                let appended = self.positions();
+                if appended != committed {
+                    self.commit(&consumer, &appended, CommitMode::Async);
+                    committed = appended;
+                }
             }
         }
         if !batch.is_empty() {
-            self.flush(&mut decoder, &batch, &next, &consumer);
+            let _ = to_decoder.send((batch, next.clone()));
         }
-        self.commit(&consumer, &next, CommitMode::Sync);
+        drop(to_decoder);
+        if decoding.join().is_err() {
+            self.set_error(
+                "the decoder failed; DROP and CREATE the table again (no message was committed past the last \
+                 appended row)"
+                    .into(),
+            );
+        }
+        self.commit(&consumer, &self.positions(), CommitMode::Sync);
         self.set_state(SourceState::Stopped);
     }
 
-    /// Decodes and appends a micro-batch, records its dead letters, commits its offsets.
-    fn flush(
-        &self,
-        decoder: &mut Decoder,
-        batch: &Messages,
-        next: &BTreeMap<i32, i64>,
-        consumer: &BaseConsumer,
-    ) {
+    /// Decodes and appends a micro-batch and records its dead letters; then its messages count as read.
+    fn append(&self, decoder: &mut Decoder, batch: &Messages, next: &BTreeMap<i32, i64>) {
         let Decoded { batch: rows, dead } = decoder.decode(batch);
         let now = SystemTime::now();
         if !dead.is_empty() {
@@ -614,7 +674,6 @@ impl LiveTable {
         if let Ok(mut n) = self.next.lock() {
             n.extend(next.iter().map(|(k, v)| (*k, *v)));
         }
-        self.commit(consumer, next, CommitMode::Async);
         let appended = self.sizes().2;
         let (lock, cv) = &self.appended;
         if let Ok(mut n) = lock.lock() {
@@ -642,19 +701,20 @@ impl LiveTable {
         }
     }
 
-    /// Housekeeping: lag from the high watermarks librdkafka has seen, the ingest rate, time retention, and the
+    /// Housekeeping (on the polling thread): lag from the high watermarks librdkafka has seen, the ingest rate, time retention, and the
     /// memory bound. Returns whether the consumer is paused.
     fn tick(
         &self,
         consumer: &BaseConsumer,
-        next: &BTreeMap<i32, i64>,
         rate_window: &mut VecDeque<(Instant, u64)>,
         paused: bool,
         errored: bool,
     ) -> bool {
+        // lag counts from the rows appended (not merely polled): lag 0 means a query sees everything
+        let next = self.positions();
         let mut lag = 0i64;
         if let Ok(mut high) = self.high.lock() {
-            for (&p, &n) in next {
+            for (&p, &n) in &next {
                 if let Some(h) = cached_high_watermark(consumer, &self.options.topic, p) {
                     high.insert(p, h);
                 }
@@ -708,6 +768,7 @@ impl LiveTable {
             if let Some(a) = &assignment {
                 let _ = consumer.resume(a);
             }
+            self.clear_error();
         } else if paused {
             return true;
         }

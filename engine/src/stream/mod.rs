@@ -20,7 +20,7 @@ pub use sys::{SysDeadLetters, SysSources};
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProviderFactory};
-use datafusion::common::{plan_err, DataFusionError, Result};
+use datafusion::common::{plan_err, DataFusionError, Result, TableReference};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::{TableProvider, TableType};
@@ -90,7 +90,8 @@ impl DeadLetters {
 /// The session's live tables.
 #[derive(Debug, Default)]
 pub struct Sources {
-    tables: Mutex<BTreeMap<String, Arc<LiveTable>>>,
+    /// Keyed by the fully qualified name (its `to_string()`), with the reference itself for lookups.
+    tables: Mutex<BTreeMap<String, (TableReference, Arc<LiveTable>)>>,
     pub dead: Arc<DeadLetters>,
 }
 
@@ -98,7 +99,7 @@ impl Sources {
     pub fn all(&self) -> Vec<Arc<LiveTable>> {
         self.tables
             .lock()
-            .map(|t| t.values().cloned().collect())
+            .map(|t| t.values().map(|(_, l)| l.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -106,17 +107,18 @@ impl Sources {
     pub fn get(&self, name: &str) -> Option<Arc<LiveTable>> {
         let t = self.tables.lock().ok()?;
         t.get(name)
-            .or_else(|| t.values().find(|l| l.name == name))
+            .map(|(_, l)| l)
+            .or_else(|| t.values().map(|(_, l)| l).find(|l| l.name == name))
             .cloned()
     }
 
-    fn insert(&self, key: String, table: Arc<LiveTable>) {
+    fn insert(&self, name: TableReference, table: Arc<LiveTable>) {
         let old = self
             .tables
             .lock()
             .ok()
-            .and_then(|mut t| t.insert(key, table));
-        if let Some(old) = old {
+            .and_then(|mut t| t.insert(name.to_string(), (name, table)));
+        if let Some((_, old)) = old {
             old.stop();
         }
     }
@@ -146,7 +148,12 @@ impl Sources {
         let key = r
             .resolve(&catalog.default_catalog, &catalog.default_schema)
             .to_string();
-        let Some(live) = self.tables.lock().ok().and_then(|t| t.get(&key).cloned()) else {
+        let Some(live) = self
+            .tables
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&key).map(|(_, l)| l.clone()))
+        else {
             return;
         };
         insert.columns = live
@@ -160,13 +167,17 @@ impl Sources {
 
     /// Stops the consumers of tables that are no longer registered as themselves (DROP TABLE, CREATE OR REPLACE).
     pub async fn reconcile(&self, ctx: &SessionContext) {
-        let tables: Vec<(String, Arc<LiveTable>)> = self
+        let tables: Vec<(String, TableReference, Arc<LiveTable>)> = self
             .tables
             .lock()
-            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .map(|t| {
+                t.iter()
+                    .map(|(k, (r, v))| (k.clone(), r.clone(), v.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
-        for (key, live) in tables {
-            let current = ctx.table_provider(key.as_str()).await.ok();
+        for (key, name, live) in tables {
+            let current = ctx.table_provider(name).await.ok();
             let same = current.as_ref().is_some_and(|p| {
                 let any: &dyn std::any::Any = p.as_ref();
                 any.downcast_ref::<LiveProvider>()
@@ -176,7 +187,7 @@ impl Sources {
                 live.stop();
                 self.dead.remove_table(&live.name);
                 if let Ok(mut t) = self.tables.lock() {
-                    if t.get(&key).is_some_and(|l| Arc::ptr_eq(l, &live)) {
+                    if t.get(&key).is_some_and(|(_, l)| Arc::ptr_eq(l, &live)) {
                         t.remove(&key);
                     }
                 }
@@ -354,11 +365,11 @@ impl TableProviderFactory for KafkaFactory {
             ))
         })?;
         let catalog = &state.config().options().catalog;
-        let key = cmd
+        let full = cmd
             .name
             .clone()
-            .resolve(&catalog.default_catalog, &catalog.default_schema)
-            .to_string();
+            .resolve(&catalog.default_catalog, &catalog.default_schema);
+        let key = TableReference::full(full.catalog, full.schema, full.table);
         let name = cmd.name.table().to_string();
         let sources = self.sources.clone();
         let table = tokio::task::spawn_blocking(move || {

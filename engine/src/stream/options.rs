@@ -220,7 +220,10 @@ pub fn parse_retention(value: &str) -> Result<Retention> {
         "d" | "day" | "days" => n * 86400.0,
         _ => return plan_err!("option 'retention': unknown unit '{unit}': {usage}"),
     };
-    Ok(Retention::Time(Duration::from_secs_f64(secs)))
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if d <= Duration::from_secs(100 * 365 * 86400) => Ok(Retention::Time(d)),
+        _ => plan_err!("option 'retention': '{value}' is longer than a century; use 'all'"),
+    }
 }
 
 /// `512MB`, `1 GiB`, `1048576`.

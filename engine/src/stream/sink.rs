@@ -135,8 +135,12 @@ impl DataSink for KafkaSink {
             .map(|(i, _)| i)
             .collect();
         let mut sent = 0u64;
+        let mut send_error: Option<String> = None;
         let mut line = Vec::new();
         while let Some(batch) = data.next().await {
+            if send_error.is_some() {
+                break;
+            }
             let batch = batch?;
             let keys = keys(&batch, o.key_column.as_deref())?;
             let values = batch.project(&value_columns)?;
@@ -154,9 +158,10 @@ impl DataSink for KafkaSink {
                 let key = keys
                     .as_ref()
                     .and_then(|k| (!k.is_null(row)).then(|| k.value(row).as_bytes()));
-                send(&producer, &o.topic, key, &line).map_err(|e| {
-                    DataFusionError::Execution(format!("producing to {}: {e}", o.topic))
-                })?;
+                if let Err(e) = send(&producer, &o.topic, key, &line) {
+                    send_error = Some(e.to_string());
+                    break;
+                }
                 sent += 1;
             }
             producer.poll(Duration::ZERO);
@@ -171,6 +176,13 @@ impl DataSink for KafkaSink {
         let (producer, flushed) = producer;
         let d = producer.context();
         let failed = d.failed.load(Ordering::Relaxed);
+        if let Some(e) = send_error {
+            return Err(DataFusionError::Execution(format!(
+                "producing to {} stopped after {sent} messages ({} acknowledged by the broker): {e}",
+                o.topic,
+                d.ok.load(Ordering::Relaxed)
+            )));
+        }
         if failed > 0 || flushed.is_err() {
             let why = d
                 .first_error

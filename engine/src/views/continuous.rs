@@ -38,8 +38,12 @@ const RECOMPUTE_EVERY: Duration = Duration::from_secs(1);
 /// A view's progress through its live source.
 #[derive(Debug, Default)]
 pub struct Progress {
-    /// New source rows not taken in yet.
+    /// New source rows not taken in yet, and the live table they come from (a DROP and CREATE of the source
+    /// makes a new table: the view then starts over from it).
     subscription: Option<Arc<Subscription>>,
+    subscribed_to: std::sync::Weak<LiveTable>,
+    /// Batches drained but not yet reflected in the view (a recompute waiting for its interval).
+    undone: usize,
     /// Rows received but not yet taken in (a recompute view waits for its interval).
     pending: bool,
     /// Partial aggregate state (incremental aggregates).
@@ -180,32 +184,61 @@ fn loose(schema: &Schema) -> SchemaRef {
     ))
 }
 
+/// The batches with `schema`'s field names and types (casting where an aggregate of an aggregate widened a type,
+/// as sum of a DECIMAL sum does).
 fn rewrap(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-    Ok(batches
+    batches
         .into_iter()
-        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
-        .collect::<std::result::Result<Vec<_>, _>>()?)
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| {
+                    if c.data_type() == f.data_type() {
+                        Ok(c.clone())
+                    } else {
+                        datafusion::arrow::compute::cast(c, f.data_type())
+                    }
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        })
+        .collect()
 }
 
 async fn collect(ctx: &SessionContext, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
     ctx.execute_logical_plan(plan).await?.collect().await
 }
 
-/// Takes in the source rows appended since the view last looked. Returns whether anything changed.
+/// Takes in the source rows appended since the view last looked. Returns whether anything changed. One run at a
+/// time per view (the maintainer and REFRESH both come here).
 pub async fn maintain(
     ctx: &SessionContext,
     view: &MaterializedView,
-    live: &LiveTable,
+    live: &Arc<LiveTable>,
 ) -> Result<bool> {
+    let _one_at_a_time = view.maintaining.lock().await;
+    let poisoned = || datafusion::common::DataFusionError::Internal("view state poisoned".into());
     let (rows, sub) = {
-        let mut p = view
-            .progress
-            .lock()
-            .map_err(|_| datafusion::common::DataFusionError::Internal("poisoned".into()))?;
-        if p.subscription.is_none() {
-            // the first look: everything held now, then every append
+        let mut p = view.progress.lock().map_err(|_| poisoned())?;
+        let same_table = p
+            .subscribed_to
+            .upgrade()
+            .is_some_and(|t| Arc::ptr_eq(&t, live));
+        if p.subscription.is_none() || !same_table {
+            // the first look (or a new source table): everything held now, then every append
             let (sub, held) = live.subscribe();
-            p.subscription = Some(sub);
+            let fresh = p.subscription.is_some();
+            *p = Progress {
+                subscription: Some(sub),
+                subscribed_to: Arc::downgrade(live),
+                ..Progress::default()
+            };
+            drop(p);
+            if fresh {
+                view.install(vec![], Duration::ZERO, 1);
+            }
             (held, None)
         } else {
             let sub = p.subscription.clone();
@@ -214,9 +247,15 @@ pub async fn maintain(
     };
     let taken = rows.len();
     let result = apply(ctx, view, live, rows).await;
-    // applied or failed, these batches are no longer pending (a failure is reported in sys.views)
-    if let Some(sub) = sub {
-        sub.done(taken);
+    let mut p = view.progress.lock().map_err(|_| poisoned())?;
+    let waiting =
+        matches!(view.maintenance, Maintenance::Recompute { .. }) && matches!(result, Ok(false));
+    if waiting {
+        // not recomputed yet: these rows are still pending for kafka_wait
+        p.undone += taken;
+    } else if let Some(sub) = sub {
+        // applied, or failed (the failure shows in sys.views.last_error)
+        sub.done(taken + std::mem::take(&mut p.undone));
     }
     result
 }
@@ -242,7 +281,7 @@ async fn apply(
             if !due {
                 return Ok(false);
             }
-            let batches = collect(ctx, view.plan.clone()).await?;
+            let (_, batches) = super::Registry::run(ctx, &view.query).await?;
             let batches = rewrap(&view.schema, batches)?;
             view.install(
                 batches,
@@ -429,7 +468,14 @@ pub fn spawn(ctx: SessionContext, views: Arc<Registry>, sources: Arc<Sources>) -
                     let Some(live) = live_source(&view, &sources) else {
                         continue;
                     };
-                    let r = rt.block_on(maintain(&ctx, &view, &live));
+                    let run =
+                        std::panic::AssertUnwindSafe(|| rt.block_on(maintain(&ctx, &view, &live)));
+                    let r = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+                        Err(datafusion::common::DataFusionError::Internal(
+                            "maintaining the view panicked; REFRESH MATERIALIZED VIEW rebuilds it"
+                                .into(),
+                        ))
+                    });
                     if let Ok(mut p) = view.progress.lock() {
                         p.error = r.err().map(|e| e.to_string());
                     }
@@ -447,12 +493,15 @@ pub fn spawn(ctx: SessionContext, views: Arc<Registry>, sources: Arc<Sources>) -
 pub async fn initial(
     ctx: &SessionContext,
     view: &MaterializedView,
-    live: &LiveTable,
+    live: &Arc<LiveTable>,
 ) -> Result<()> {
-    if let Ok(mut p) = view.progress.lock() {
-        *p = Progress::default();
+    {
+        let _one_at_a_time = view.maintaining.lock().await;
+        if let Ok(mut p) = view.progress.lock() {
+            *p = Progress::default();
+        }
+        view.install(vec![], Duration::ZERO, 1);
     }
-    view.install(vec![], Duration::ZERO, 1);
     maintain(ctx, view, live).await?;
     Ok(())
 }

@@ -17,7 +17,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::Session;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{plan_err, DataFusionError, Result, TableReference};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableProvider, TableType};
@@ -78,6 +78,19 @@ impl Maintenance {
             match p {
                 LogicalPlan::Projection(x) => p = &x.input,
                 LogicalPlan::SubqueryAlias(x) => p = &x.input,
+                // a subquery reads another table (or the whole source): not from new rows alone
+                _ if p.expressions().iter().any(|e| {
+                    e.exists(|e| {
+                        Ok(matches!(
+                            e,
+                            Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_)
+                        ))
+                    })
+                    .unwrap_or(true)
+                }) =>
+                {
+                    return recompute("a subquery");
+                }
                 // WHERE below an aggregate applies to new rows; HAVING above it re-runs over the groups.
                 LogicalPlan::Filter(x) => p = &x.input,
                 LogicalPlan::Sort(x) if aggregate.is_none() => {
@@ -165,6 +178,8 @@ pub struct MaterializedView {
     progress: Mutex<continuous::Progress>,
     /// Whether a live (Kafka) table keeps the view current.
     continuous: bool,
+    /// Held while the view takes in rows (the maintainer) or is rebuilt (REFRESH).
+    maintaining: tokio::sync::Mutex<()>,
     partitions: RwLock<Arc<Vec<Vec<RecordBatch>>>>,
     refreshed: Mutex<Refreshed>,
 }
@@ -335,7 +350,7 @@ impl Registry {
         Ok(self.get(&resolve(ctx, name)?))
     }
 
-    async fn run(
+    pub(crate) async fn run(
         ctx: &SessionContext,
         query: &ast::Query,
     ) -> Result<(LogicalPlan, Vec<RecordBatch>)> {
@@ -421,6 +436,7 @@ impl Registry {
             plan,
             progress: Mutex::new(continuous::Progress::default()),
             continuous,
+            maintaining: tokio::sync::Mutex::new(()),
             partitions: RwLock::new(Arc::new(vec![])),
             refreshed: Mutex::new(Refreshed {
                 rows: 0,
