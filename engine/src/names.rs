@@ -285,3 +285,21 @@ pub(crate) fn with_function<R>(
 pub(crate) fn sql_keywords() -> &'static [&'static str] {
     ALL_KEYWORDS
 }
+
+/// The fully qualified table a user-typed name refers to (identifier normalisation and default catalog/schema as
+/// the session is configured).
+pub(crate) fn resolve(
+    ctx: &SessionContext,
+    name: &datafusion::sql::sqlparser::ast::ObjectName,
+) -> datafusion::common::Result<TableReference> {
+    let state = ctx.state();
+    let normalize = state
+        .config()
+        .options()
+        .sql_parser
+        .enable_ident_normalization;
+    let r = datafusion::sql::planner::object_name_to_table_reference(name.clone(), normalize)?;
+    let opts = &state.config().options().catalog;
+    let full = r.resolve(&opts.default_catalog, &opts.default_schema);
+    Ok(TableReference::full(full.catalog, full.schema, full.table))
+}

@@ -2,10 +2,54 @@
 //! `sys.dead_letters`).
 
 use crate::{stream, vector, views};
-use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, Session};
 use datafusion::common::Result;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
 use std::sync::Arc;
+
+/// A `sys` table: its rows are computed afresh by each query.
+pub trait SysTable: std::fmt::Debug + Send + Sync + 'static {
+    fn schema(&self) -> SchemaRef;
+    /// The current rows, in one batch.
+    fn batch(&self) -> Result<RecordBatch>;
+}
+
+/// The table DataFusion sees for a [`SysTable`].
+#[derive(Debug)]
+struct Table<T>(T);
+
+#[async_trait::async_trait]
+impl<T: SysTable> TableProvider for Table<T> {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![self.0.batch()?]],
+            self.0.schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+fn table(t: impl SysTable) -> Arc<dyn TableProvider> {
+    Arc::new(Table(t))
+}
 
 pub const SCHEMA: &str = "sys";
 
@@ -19,14 +63,14 @@ pub fn register(
     let schema = Arc::new(MemorySchemaProvider::new());
     schema.register_table(
         "indexes".into(),
-        Arc::new(vector::statements::SysIndexes::new(indexes)),
+        table(vector::statements::SysIndexes::new(indexes)),
     )?;
-    schema.register_table("views".into(), Arc::new(views::SysViews::new(views)))?;
+    schema.register_table("views".into(), table(views::SysViews::new(views)))?;
     schema.register_table(
         "dead_letters".into(),
-        Arc::new(stream::SysDeadLetters::new(sources.dead.clone())),
+        table(stream::SysDeadLetters::new(sources.dead.clone())),
     )?;
-    schema.register_table("sources".into(), Arc::new(stream::SysSources::new(sources)))?;
+    schema.register_table("sources".into(), table(stream::SysSources::new(sources)))?;
     let state = ctx.state();
     let catalog_name = &state.config().options().catalog.default_catalog;
     if let Some(catalog) = ctx.catalog(catalog_name) {

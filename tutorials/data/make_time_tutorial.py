@@ -7,28 +7,19 @@ How to run (from the repository root; needs nbformat, as in the project's .venv)
 
     .venv/bin/python tutorials/data/make_time_tutorial.py
 
-Cell ids are derived from the cells' text, so the same cells always give the same file.
 """
 
 from __future__ import annotations
 
-import hashlib
+import sys
 from pathlib import Path
-from textwrap import dedent
 
-import nbformat
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nbwrite import md, sql, write  # noqa: E402
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "03-time-series-features.ipynb"
 
 WEEK2 = "2026-04-29 00:00:00"  # the drift split: week 1 is the reference, week 2 the current sample
-
-
-def md(text: str) -> tuple[str, str]:
-    return ("markdown", dedent(text).strip("\n"))
-
-
-def sql(text: str) -> tuple[str, str]:
-    return ("code", dedent(text).strip("\n"))
 
 
 CELLS = [
@@ -680,27 +671,7 @@ CELLS = [
 
 
 def main() -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata = {
-        "kernelspec": {"display_name": "Kestrel (SQL)", "language": "sql", "name": "kestrel"},
-        "language_info": {
-            "codemirror_mode": "sql",
-            "file_extension": ".sql",
-            "mimetype": "text/x-sql",
-            "name": "sql",
-        },
-    }
-    seen: set[str] = set()
-    for kind, text in CELLS:
-        cell = nbformat.v4.new_markdown_cell(text) if kind == "markdown" else nbformat.v4.new_code_cell(text)
-        digest = hashlib.sha1(text.encode()).hexdigest()
-        cell_id = next(digest[i : i + 8] for i in range(0, 33) if digest[i : i + 8] not in seen)
-        seen.add(cell_id)
-        cell.id = cell_id
-        nb.cells.append(cell)
-    nbformat.validate(nb)
-    nbformat.write(nb, NOTEBOOK)
-    print(f"wrote {NOTEBOOK} ({len(nb.cells)} cells)")
+    write(CELLS, NOTEBOOK)
 
 
 if __name__ == "__main__":

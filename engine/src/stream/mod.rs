@@ -28,7 +28,6 @@ use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{CreateExternalTable, Expr};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast;
 use options::{Format, KafkaOptions};
 use rdkafka::config::ClientConfig;
@@ -135,19 +134,10 @@ impl Sources {
         let ast::TableObject::TableName(name) = &insert.table else {
             return;
         };
-        let state = ctx.state();
-        let normalize = state
-            .config()
-            .options()
-            .sql_parser
-            .enable_ident_normalization;
-        let Ok(r) = object_name_to_table_reference(name.clone(), normalize) else {
+        let Ok(key) = crate::names::resolve(ctx, name) else {
             return;
         };
-        let catalog = &state.config().options().catalog;
-        let key = r
-            .resolve(&catalog.default_catalog, &catalog.default_schema)
-            .to_string();
+        let key = key.to_string();
         let Some(live) = self
             .tables
             .lock()

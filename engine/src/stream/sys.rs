@@ -6,12 +6,7 @@ use datafusion::arrow::array::{
     TimestampMillisecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::Session;
 use datafusion::common::Result;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -31,6 +26,15 @@ fn utc_ms() -> DataType {
 pub struct SysSources {
     sources: Arc<Sources>,
     schema: SchemaRef,
+}
+
+impl crate::sys::SysTable for SysSources {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn batch(&self) -> Result<RecordBatch> {
+        self.rows()
+    }
 }
 
 impl SysSources {
@@ -56,7 +60,7 @@ impl SysSources {
         Self { sources, schema }
     }
 
-    fn batch(&self) -> Result<RecordBatch> {
+    fn rows(&self) -> Result<RecordBatch> {
         let tables = self.sources.all();
         let text = |f: &dyn Fn(&super::LiveTable) -> String| -> ArrayRef {
             Arc::new(StringArray::from_iter_values(tables.iter().map(|t| f(t))))
@@ -116,6 +120,15 @@ pub struct SysDeadLetters {
     schema: SchemaRef,
 }
 
+impl crate::sys::SysTable for SysDeadLetters {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn batch(&self) -> Result<RecordBatch> {
+        self.rows()
+    }
+}
+
 impl SysDeadLetters {
     pub fn new(dead: Arc<DeadLetters>) -> Self {
         let schema = Arc::new(Schema::new(vec![
@@ -131,7 +144,7 @@ impl SysDeadLetters {
         Self { dead, schema }
     }
 
-    fn batch(&self) -> Result<RecordBatch> {
+    fn rows(&self) -> Result<RecordBatch> {
         let d = self.dead.all();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(
@@ -159,33 +172,3 @@ impl SysDeadLetters {
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }
-
-macro_rules! sys_table {
-    ($t:ty) => {
-        #[async_trait::async_trait]
-        impl TableProvider for $t {
-            fn schema(&self) -> SchemaRef {
-                self.schema.clone()
-            }
-            fn table_type(&self) -> TableType {
-                TableType::View
-            }
-            async fn scan(
-                &self,
-                _state: &dyn Session,
-                projection: Option<&Vec<usize>>,
-                _filters: &[Expr],
-                _limit: Option<usize>,
-            ) -> Result<Arc<dyn ExecutionPlan>> {
-                Ok(MemorySourceConfig::try_new_exec(
-                    &[vec![self.batch()?]],
-                    self.schema.clone(),
-                    projection.cloned(),
-                )?)
-            }
-        }
-    };
-}
-
-sys_table!(SysSources);
-sys_table!(SysDeadLetters);

@@ -9,13 +9,9 @@ use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{MemTable, Session};
+use datafusion::catalog::MemTable;
 use datafusion::common::{plan_err, DataFusionError, Result, TableReference};
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::sqlparser::ast::{
     self, BinaryOperator, CreateIndex, Expr as SqlExpr, IndexType, ObjectName, Value,
 };
@@ -308,6 +304,15 @@ pub struct SysIndexes {
     schema: SchemaRef,
 }
 
+impl crate::sys::SysTable for SysIndexes {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn batch(&self) -> Result<RecordBatch> {
+        self.rows()
+    }
+}
+
 impl SysIndexes {
     pub fn new(registry: Arc<Registry>) -> Self {
         let schema = Arc::new(Schema::new(vec![
@@ -329,7 +334,7 @@ impl SysIndexes {
         Self { registry, schema }
     }
 
-    fn batch(&self) -> Result<RecordBatch> {
+    fn rows(&self) -> Result<RecordBatch> {
         let live = self.registry.live();
         let idx: Vec<(&VectorIndex, super::index::IndexStats)> =
             live.iter().map(|(_, i)| (i.as_ref(), i.stats())).collect();
@@ -368,31 +373,5 @@ impl SysIndexes {
             )),
         ];
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
-    }
-}
-
-#[async_trait::async_trait]
-impl TableProvider for SysIndexes {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batch = self.batch()?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            self.schema.clone(),
-            projection.cloned(),
-        )?)
     }
 }

@@ -25,7 +25,6 @@ use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::{self, ObjectName, ObjectType};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -313,20 +312,7 @@ pub fn view_statement(s: &ast::Statement) -> Option<ViewStatement<'_>> {
     }
 }
 
-fn resolve(ctx: &SessionContext, name: &ObjectName) -> Result<TableReference> {
-    let state = ctx.state();
-    let normalize = state
-        .config()
-        .options()
-        .sql_parser
-        .enable_ident_normalization;
-    let r = object_name_to_table_reference(name.clone(), normalize)?;
-    let opts = &state.config().options().catalog;
-    let full = r
-        .clone()
-        .resolve(&opts.default_catalog, &opts.default_schema);
-    Ok(TableReference::full(full.catalog, full.schema, full.table))
-}
+use crate::names::resolve;
 
 impl Registry {
     pub fn views(&self) -> Vec<Arc<MaterializedView>> {
@@ -595,6 +581,15 @@ pub struct SysViews {
     schema: SchemaRef,
 }
 
+impl crate::sys::SysTable for SysViews {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn batch(&self) -> Result<RecordBatch> {
+        self.rows()
+    }
+}
+
 impl SysViews {
     pub fn new(registry: Arc<Registry>) -> Self {
         let schema = Arc::new(Schema::new(vec![
@@ -615,7 +610,7 @@ impl SysViews {
         Self { registry, schema }
     }
 
-    fn batch(&self) -> Result<RecordBatch> {
+    fn rows(&self) -> Result<RecordBatch> {
         let views = self.registry.views();
         let info: Vec<Refreshed> = views
             .iter()
@@ -658,28 +653,5 @@ impl SysViews {
             Arc::new(StringArray::from_iter(views.iter().map(|v| v.live_error()))),
         ];
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
-    }
-}
-
-#[async_trait::async_trait]
-impl TableProvider for SysViews {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![self.batch()?]],
-            self.schema.clone(),
-            projection.cloned(),
-        )?)
     }
 }
