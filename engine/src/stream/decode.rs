@@ -29,11 +29,14 @@ pub fn meta_field(name: &str) -> Option<Field> {
     })
 }
 
-/// A micro-batch of consumed messages, stored contiguously (no allocation per message).
+/// A micro-batch of consumed messages, stored contiguously (no allocation per message). Each value is followed
+/// by a newline in `data`, so a run of messages is fed to a streaming decoder as it lies.
 #[derive(Debug, Default)]
 pub struct Messages {
     data: Vec<u8>,
-    /// (start, end) of each value in `data`; `None` for a message without a value (a tombstone).
+    keys_data: Vec<u8>,
+    /// (start, end) of each value in `data` (the newline after it not included); `None` for a message without
+    /// a value (a tombstone).
     values: Vec<Option<(usize, usize)>>,
     keys: Vec<Option<(usize, usize)>>,
     pub partition: Vec<i32>,
@@ -51,17 +54,18 @@ impl Messages {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) {
-        let mut put = |bytes: Option<&[u8]>| {
-            bytes.map(|b| {
-                let start = self.data.len();
-                self.data.extend_from_slice(b);
-                (start, self.data.len())
-            })
-        };
-        let k = put(key);
-        let v = put(value);
-        self.keys.push(k);
-        self.values.push(v);
+        self.keys.push(key.map(|k| {
+            let start = self.keys_data.len();
+            self.keys_data.extend_from_slice(k);
+            (start, self.keys_data.len())
+        }));
+        self.values.push(value.map(|v| {
+            let start = self.data.len();
+            self.data.extend_from_slice(v);
+            let end = self.data.len();
+            self.data.push(b'\n');
+            (start, end)
+        }));
         self.partition.push(partition);
         self.offset.push(offset);
         self.timestamp.push(timestamp);
@@ -76,11 +80,12 @@ impl Messages {
     }
 
     pub fn bytes(&self) -> usize {
-        self.data.len()
+        self.data.len() + self.keys_data.len()
     }
 
     pub fn clear(&mut self) {
         self.data.clear();
+        self.keys_data.clear();
         self.values.clear();
         self.keys.clear();
         self.partition.clear();
@@ -92,8 +97,13 @@ impl Messages {
         self.values[i].map(|(s, e)| &self.data[s..e])
     }
 
+    /// The value with the newline after it.
+    fn value_line(&self, i: usize) -> Option<&[u8]> {
+        self.values[i].map(|(s, e)| &self.data[s..=e])
+    }
+
     pub fn key(&self, i: usize) -> Option<&[u8]> {
-        self.keys[i].map(|(s, e)| &self.data[s..e])
+        self.keys[i].map(|(s, e)| &self.keys_data[s..e])
     }
 }
 
@@ -180,7 +190,8 @@ impl Decoder {
         }
         let values = match self.format {
             Format::Raw => self.decode_raw(m, &mut out.dead),
-            Format::Json | Format::Csv => self.decode_values(m, &mut out.dead),
+            Format::Json => self.decode_json(m, &mut out.dead),
+            Format::Csv => self.decode_values(m, &mut out.dead),
         };
         let Some((values, rows)) = values else {
             return out;
@@ -199,8 +210,145 @@ impl Decoder {
         out
     }
 
-    /// JSON or CSV: one pass over the whole micro-batch; message by message when that fails or does not give
-    /// exactly one row per message.
+    /// JSON: the messages go through one streaming decoder, one by one, and after each the decoder must hold
+    /// exactly one more complete record: then every row belongs to its message, whatever the whitespace inside
+    /// it. A message that does not (not JSON, empty, two records, cut off) is decoded alone, into a row or a
+    /// dead letter, after the run before it is decoded again from a fresh decoder (the failed message left the
+    /// decoder mid-value; the run's bytes were fine). A value that does not convert to its column only shows when
+    /// a run becomes columns: the run is halved until that message is found. A clean batch costs one pass.
+    fn decode_json(
+        &mut self,
+        m: &Messages,
+        dead: &mut Vec<(usize, String)>,
+    ) -> Option<(RecordBatch, Vec<usize>)> {
+        let mut parts = Vec::new();
+        let mut rows = Vec::new();
+        let mut start = 0;
+        if self.json.as_ref().is_none_or(|d| !d.is_empty()) {
+            self.reset_json();
+        }
+        for i in 0..m.len() {
+            if self.feed(m, i, i - start) {
+                continue;
+            }
+            self.reset_json();
+            self.json_run(m, start, i, &mut parts, &mut rows, dead);
+            self.json_alone(m, i, &mut parts, &mut rows, dead);
+            start = i + 1;
+        }
+        self.flush_run(m, start, m.len(), &mut parts, &mut rows, dead);
+        if rows.is_empty() {
+            return None;
+        }
+        match concat_batches(&self.value_schema, &parts) {
+            Ok(b) => Some((b, rows)),
+            Err(e) => {
+                for i in rows {
+                    dead.push((i, format!("internal error: {e}")));
+                }
+                None
+            }
+        }
+    }
+
+    fn reset_json(&mut self) {
+        // a decoder for a schema the table was created with always builds; without one every message is decoded
+        // alone (and reported) instead
+        self.json = self.json_decoder().ok();
+    }
+
+    /// Feeds message `i` (and its newline); whether the decoder now holds `before + 1` complete records.
+    fn feed(&mut self, m: &Messages, i: usize, before: usize) -> bool {
+        let (Some(d), Some(v)) = (self.json.as_mut(), m.value_line(i)) else {
+            return false;
+        };
+        let mut read = 0;
+        while read < v.len() {
+            match d.decode(&v[read..]) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => read += n,
+            }
+        }
+        !d.has_partial_record() && d.len() == before + 1
+    }
+
+    /// Decodes messages `from..to`, each known to hold one record, from a fresh decoder.
+    fn json_run(
+        &mut self,
+        m: &Messages,
+        from: usize,
+        to: usize,
+        parts: &mut Vec<RecordBatch>,
+        rows: &mut Vec<usize>,
+        dead: &mut Vec<(usize, String)>,
+    ) {
+        for i in from..to {
+            if !self.feed(m, i, i - from) {
+                // cannot happen (they fed cleanly before); never lose them if it does
+                self.reset_json();
+                for j in from..to {
+                    self.json_alone(m, j, parts, rows, dead);
+                }
+                return;
+            }
+        }
+        self.flush_run(m, from, to, parts, rows, dead);
+    }
+
+    /// Turns the fed run `from..to` into columns; on a conversion error, halves it.
+    fn flush_run(
+        &mut self,
+        m: &Messages,
+        from: usize,
+        to: usize,
+        parts: &mut Vec<RecordBatch>,
+        rows: &mut Vec<usize>,
+        dead: &mut Vec<(usize, String)>,
+    ) {
+        if from >= to {
+            return;
+        }
+        let flushed = self.json.as_mut().map(|d| d.flush());
+        match flushed {
+            Some(Ok(Some(b))) if b.num_rows() == to - from => {
+                parts.push(b);
+                rows.extend(from..to);
+            }
+            _ => {
+                self.reset_json();
+                if to - from <= 4 {
+                    for i in from..to {
+                        self.json_alone(m, i, parts, rows, dead);
+                    }
+                } else {
+                    let mid = from + (to - from) / 2;
+                    self.json_run(m, from, mid, parts, rows, dead);
+                    self.json_run(m, mid, to, parts, rows, dead);
+                }
+            }
+        }
+    }
+
+    /// One message on its own: a row, or a dead letter that says why. Leaves the decoder empty.
+    fn json_alone(
+        &mut self,
+        m: &Messages,
+        i: usize,
+        parts: &mut Vec<RecordBatch>,
+        rows: &mut Vec<usize>,
+        dead: &mut Vec<(usize, String)>,
+    ) {
+        match self.decode_one(m.value(i)) {
+            Ok(b) => {
+                parts.push(b);
+                rows.push(i);
+            }
+            Err(e) => dead.push((i, e)),
+        }
+    }
+
+    /// CSV: one pass over the whole micro-batch; message by message when that fails or does not give exactly one
+    /// row per message.
     fn decode_values(
         &mut self,
         m: &Messages,
@@ -422,9 +570,14 @@ impl Decoder {
                         .with_timezone("UTC"),
                 ),
                 "_key" => {
-                    Arc::new(StringArray::from_iter(rows.iter().map(|&i| {
-                        m.key(i).map(|k| String::from_utf8_lossy(k).into_owned())
-                    })))
+                    let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 16);
+                    for &i in rows {
+                        match m.key(i).map(String::from_utf8_lossy) {
+                            Some(k) => b.append_value(k),
+                            None => b.append_null(),
+                        }
+                    }
+                    Arc::new(b.finish())
                 }
                 _ => {
                     let idx = values.schema().index_of(name)?;
@@ -654,6 +807,62 @@ mod tests {
         // the decoder is usable after a failure
         let out = d.decode(&messages(&[r#"{"sensor_id": "x"}"#]));
         assert_eq!(out.batch.unwrap().num_rows(), 1);
+    }
+
+    fn offsets(b: &RecordBatch) -> Vec<i64> {
+        b.column(4)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec()
+    }
+
+    #[test]
+    fn rows_belong_to_their_messages() {
+        let mut d = Decoder::new(Format::Json, b',', schema()).unwrap();
+        // a pretty-printed record is one row; a record cut across two messages is two dead letters, never a row
+        let mut m = messages(&[
+            "{\n  \"sensor_id\": \"pretty\",\n  \"temperature\": 1\n}",
+            r#"{"sensor_id": "#,
+            r#""glued", "temperature": 2}"#,
+            "   ",
+            r#"{"sensor_id": "ok", "temperature": 3}"#,
+        ]);
+        m.push(0, 5, None, None, None);
+        let out = d.decode(&m);
+        assert_eq!(offsets(&out.batch.unwrap()), vec![0, 4]);
+        let dead: Vec<usize> = out.dead.iter().map(|d| d.0).collect();
+        assert_eq!(dead, vec![1, 2, 3, 5], "{:?}", out.dead);
+        assert!(out.dead[3].1.contains("tombstone"), "{:?}", out.dead);
+
+        // thousands of messages with sparse bad ones (cut off, and values that do not convert): exactly the bad
+        // ones are dead letters, and every row carries its own message's values
+        let bad = |i: usize| i % 97 == 5 || i % 89 == 7;
+        let values: Vec<String> = (0..5000)
+            .map(|i| match i {
+                i if i % 97 == 5 => format!(r#"{{"sensor_id": "s{i}", "temperature": "hot"}}"#),
+                i if i % 89 == 7 => r#"{"sensor_id": "#.to_string(),
+                i => format!(r#"{{"sensor_id": "s{i}", "temperature": {i}}}"#),
+            })
+            .collect();
+        let refs: Vec<&str> = values.iter().map(|s| s.as_str()).collect();
+        let out = d.decode(&messages(&refs));
+        let b = out.batch.unwrap();
+        let want: Vec<i64> = (0..5000).filter(|&i| !bad(i)).map(|i| i as i64).collect();
+        assert_eq!(offsets(&b), want);
+        let ids = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        let temps = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Float64Array>()
+            .unwrap();
+        for (r, &o) in want.iter().enumerate() {
+            assert_eq!(ids.value(r), format!("s{o}"));
+            assert_eq!(temps.value(r), o as f64);
+        }
+        let dead: Vec<usize> = out.dead.iter().map(|d| d.0).collect();
+        assert_eq!(dead, (0..5000).filter(|&i| bad(i)).collect::<Vec<_>>());
     }
 
     #[test]

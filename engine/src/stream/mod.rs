@@ -310,6 +310,9 @@ pub(crate) fn client_config(o: &KafkaOptions, bootstrap: &str) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "50")
         .set("queued.max.messages.kbytes", "65536")
+        // when the local queue is over its thresholds librdkafka postpones the next fetch by this much (1 s by
+        // default): a table catching up drains the queue far sooner, and then sat idle for most of each second
+        .set("fetch.queue.backoff.ms", "10")
         .set("log_level", "3");
     c.set(
         "group.id",
