@@ -568,3 +568,83 @@ async fn continuous_views_follow_the_stream() {
     );
     let _ = expect_hot;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_view_update_is_tried_again() {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("t", 2, 1).unwrap();
+    let p = producer(&bootstrap);
+    let engine = Engine::new();
+    // flaky(x) is x, but its next `fail` calls fail
+    let fail = Arc::new(AtomicUsize::new(0));
+    let failing = fail.clone();
+    let flaky = create_udf(
+        "flaky",
+        vec![DataType::Float64],
+        DataType::Float64,
+        Volatility::Volatile,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let left = failing.load(Ordering::SeqCst);
+            if left > 0 {
+                failing.store(left - 1, Ordering::SeqCst);
+                return Err(datafusion::common::DataFusionError::Execution(
+                    "flaky failed".into(),
+                ));
+            }
+            Ok(args[0].clone())
+        }),
+    );
+    engine.session().register_udf(flaky);
+    run(
+        &engine,
+        &format!(
+            "CREATE EXTERNAL TABLE r {COLUMNS} STORED AS KAFKA LOCATION 'kafka://{bootstrap}/t'"
+        ),
+    )
+    .await;
+    run(
+        &engine,
+        "CREATE MATERIALIZED VIEW v AS SELECT sensor_id, count(*) AS n, sum(flaky(temperature)) AS s FROM r GROUP BY 1",
+    )
+    .await;
+    // two failures, then success: nothing is lost
+    fail.store(2, Ordering::SeqCst);
+    produce(&p, "t", 0..1_000);
+    wait_consumed(&engine, "r", 1_000);
+    eventually(&engine, "SELECT sum(n)::BIGINT FROM v", 990).await;
+    assert_eq!(fail.load(Ordering::SeqCst), 0);
+    // failing for good: after three tries the rows are skipped, and the view says how many
+    fail.store(usize::MAX, Ordering::SeqCst);
+    produce(&p, "t", 1_000..2_000);
+    wait_consumed(&engine, "r", 2_000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let b = query(
+            &engine,
+            "SELECT coalesce(last_error, '') FROM sys.views WHERE name = 'v'",
+        )
+        .await;
+        let e = b[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .value(0)
+            .to_string();
+        if e.contains("source rows were skipped after 3 failed updates: ") {
+            assert!(e.contains("flaky failed"), "{e}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "last_error: {e:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // and the view goes on with later rows
+    fail.store(0, Ordering::SeqCst);
+    produce(&p, "t", 2_000..3_000);
+    eventually(&engine, "SELECT sum(n)::BIGINT FROM v", 1_980).await;
+}

@@ -46,6 +46,10 @@ pub struct Progress {
     undone: usize,
     /// Rows received but not yet taken in (a recompute view waits for its interval).
     pending: bool,
+    /// Source batches whose update failed, tried again (before newer ones) on the next runs.
+    retry: Vec<RecordBatch>,
+    /// Failed runs in a row over the batches in `retry`.
+    failures: usize,
     /// Partial aggregate state (incremental aggregates).
     state: Option<Vec<RecordBatch>>,
     last_recompute: Option<Instant>,
@@ -220,7 +224,7 @@ pub async fn maintain(
 ) -> Result<bool> {
     let _one_at_a_time = view.maintaining.lock().await;
     let poisoned = || datafusion::common::DataFusionError::Internal("view state poisoned".into());
-    let (rows, sub) = {
+    let (rows, taken, sub) = {
         let mut p = view.progress.lock().map_err(|_| poisoned())?;
         let same_table = p
             .subscribed_to
@@ -239,22 +243,64 @@ pub async fn maintain(
             if fresh {
                 view.install(vec![], Duration::ZERO, 1);
             }
-            (held, None)
+            // rows held at subscription are not counted as pending in the subscription
+            (held, 0, None)
         } else {
             let sub = p.subscription.clone();
-            (sub.as_ref().map(|s| s.drain()).unwrap_or_default(), sub)
+            let fresh = sub.as_ref().map(|s| s.drain()).unwrap_or_default();
+            let taken = fresh.len();
+            // batches of an earlier failed run go first, so the view takes rows in their order
+            let mut rows = std::mem::take(&mut p.retry);
+            rows.extend(fresh);
+            (rows, taken, sub)
         }
     };
-    let taken = rows.len();
+    finish(ctx, view, live, rows, taken, sub).await
+}
+
+/// A view update that fails is tried again with the next runs (a transient failure loses nothing); after this
+/// many failures in a row its rows are skipped and the error says how many.
+const TRIES: usize = 3;
+
+async fn finish(
+    ctx: &SessionContext,
+    view: &MaterializedView,
+    live: &Arc<LiveTable>,
+    rows: Vec<RecordBatch>,
+    taken: usize,
+    sub: Option<Arc<Subscription>>,
+) -> Result<bool> {
+    let poisoned = || datafusion::common::DataFusionError::Internal("view state poisoned".into());
+    let kept = rows.clone();
     let result = apply(ctx, view, live, rows).await;
     let mut p = view.progress.lock().map_err(|_| poisoned())?;
-    let waiting =
-        matches!(view.maintenance, Maintenance::Recompute { .. }) && matches!(result, Ok(false));
-    if waiting {
+    let recompute = matches!(view.maintenance, Maintenance::Recompute { .. });
+    let result = match result {
+        // a recompute re-runs the whole query next time anyway: nothing to keep
+        Err(e) if !recompute && !kept.is_empty() => {
+            p.failures += 1;
+            if p.failures < TRIES {
+                p.retry = kept;
+                // still pending for kafka_wait
+                p.undone += taken;
+                return Err(e);
+            }
+            p.failures = 0;
+            let rows: usize = kept.iter().map(|b| b.num_rows()).sum();
+            Err(datafusion::common::DataFusionError::Execution(format!(
+                "{rows} source rows were skipped after {TRIES} failed updates: {e}"
+            )))
+        }
+        other => {
+            p.failures = 0;
+            other
+        }
+    };
+    if recompute && matches!(result, Ok(false)) {
         // not recomputed yet: these rows are still pending for kafka_wait
         p.undone += taken;
     } else if let Some(sub) = sub {
-        // applied, or failed (the failure shows in sys.views.last_error)
+        // applied, or given up on (the failure shows in sys.views.last_error)
         sub.done(taken + std::mem::take(&mut p.undone));
     }
     result
@@ -477,7 +523,12 @@ pub fn spawn(ctx: SessionContext, views: Arc<Registry>, sources: Arc<Sources>) -
                         ))
                     });
                     if let Ok(mut p) = view.progress.lock() {
-                        p.error = r.err().map(|e| e.to_string());
+                        // an error stays until an update succeeds (an idle run says nothing new)
+                        match r {
+                            Err(e) => p.error = Some(e.to_string()),
+                            Ok(true) => p.error = None,
+                            Ok(false) => {}
+                        }
                     }
                 }
             }
