@@ -37,7 +37,7 @@ CELLS = [
         4. follow each table's progress in `sys.sources`,
         5. keep per-sensor features current with a **continuous materialized view**,
         6. watch a query refresh by itself with `%%watch`,
-        7. search a live table of embeddings with `KNN_MATCH`,
+        7. search a live table of embeddings with `KNN_MATCH` and an HNSW index,
         8. write alerts back to a Kafka topic with `INSERT INTO`.
 
         The same statements work on a real Kafka cluster: only the `LOCATION` changes, from `kafka://demo/topic` to
@@ -282,6 +282,30 @@ CELLS = [
     ),
     md(
         """
+        An HNSW index makes the search a graph walk instead of a scan. On a live table it keeps up with the stream:
+        rows that arrive after `CREATE INDEX` are searched exactly at once and built into new graph segments in the
+        background, and rows that retention evicts drop out of the results (`sys.indexes` shows indexed and
+        pending rows).
+        """
+    ),
+    sql(
+        """
+        CREATE INDEX items_embedding ON items USING hnsw (embedding)
+        """
+    ),
+    sql(
+        """
+        SELECT name, "table", rows_indexed, rows_pending, segments FROM sys.indexes
+        """
+    ),
+    sql(
+        """
+        EXPLAIN SELECT category FROM items
+        WHERE KNN_MATCH(embedding, [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0], 10)
+        """
+    ),
+    md(
+        """
         ## Predictions back to Kafka
 
         `INSERT INTO` a Kafka table produces one JSON message per row, keyed here by the sensor (`'key.column'`).
@@ -345,7 +369,7 @@ CELLS = [
         * `sys.dead_letters` and `sys.sources`;
         * continuous materialized views, maintained incrementally;
         * `%%watch INTERVAL` and `%%watch stop`;
-        * `KNN_MATCH` on a live table of `FLOAT_VECTOR`s;
+        * `KNN_MATCH` on a live table of `FLOAT_VECTOR`s, and an HNSW index that keeps up with it;
         * `INSERT INTO kafka_table SELECT ...` with `'key.column'`, and `DROP TABLE`.
         """
     ),

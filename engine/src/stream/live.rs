@@ -45,6 +45,8 @@ struct Store {
     bytes: usize,
     /// Rows ever appended (the next row's sequence number).
     appended: u64,
+    /// Chunks keep their rows where they are (an index addresses rows by sequence number and chunk): no merging.
+    fixed: bool,
 }
 
 impl Store {
@@ -60,7 +62,9 @@ impl Store {
         self.rows += rows;
         self.bytes += bytes;
         self.appended += rows as u64;
-        self.merge_tail();
+        if !self.fixed {
+            self.merge_tail();
+        }
     }
 
     fn merge_tail(&mut self) {
@@ -236,7 +240,19 @@ pub struct LiveTable {
     appended: (Mutex<u64>, Condvar),
     dead: Arc<DeadLetters>,
     subscribers: Mutex<Vec<std::sync::Weak<Subscription>>>,
+    /// Called after every append, off the store's lock (an index on the table takes new rows in).
+    on_append: Mutex<Option<AppendHook>>,
     pub created: SystemTime,
+}
+
+/// What [`LiveTable::on_append`] calls.
+#[derive(Clone)]
+pub struct AppendHook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for AppendHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppendHook")
+    }
 }
 
 impl LiveTable {
@@ -262,6 +278,7 @@ impl LiveTable {
             appended: (Mutex::new(0), Condvar::new()),
             dead,
             subscribers: Mutex::new(Vec::new()),
+            on_append: Mutex::new(None),
             created: SystemTime::now(),
         }
     }
@@ -300,6 +317,35 @@ impl LiveTable {
         match self.store.read() {
             Ok(s) => s.chunks.iter().map(|c| c.batch.clone()).collect(),
             Err(_) => Vec::new(),
+        }
+    }
+
+    /// The chunks held now with the sequence number of each one's first row, and the next sequence number.
+    /// After [`LiveTable::fix_positions`] a row keeps its chunk and place until retention evicts it.
+    pub fn chunks(&self) -> (Vec<(u64, RecordBatch)>, u64) {
+        match self.store.read() {
+            Ok(s) => (
+                s.chunks
+                    .iter()
+                    .map(|c| (c.first, c.batch.clone()))
+                    .collect(),
+                s.appended,
+            ),
+            Err(_) => (Vec::new(), 0),
+        }
+    }
+
+    /// Stops merging small chunks, so that rows stay addressable (an index on the table).
+    pub fn fix_positions(&self) {
+        if let Ok(mut s) = self.store.write() {
+            s.fixed = true;
+        }
+    }
+
+    /// Calls `hook` after every append from now on.
+    pub fn on_append(&self, hook: AppendHook) {
+        if let Ok(mut h) = self.on_append.lock() {
+            *h = Some(hook);
         }
     }
 
@@ -683,6 +729,10 @@ impl LiveTable {
             n.extend(next.iter().map(|(k, v)| (*k, *v)));
         }
         let appended = self.sizes().2;
+        let hook = self.on_append.lock().ok().and_then(|h| h.clone());
+        if let Some(AppendHook(hook)) = hook {
+            hook();
+        }
         let (lock, cv) = &self.appended;
         if let Ok(mut n) = lock.lock() {
             *n = appended;

@@ -170,8 +170,15 @@ impl Sources {
             let current = ctx.table_provider(name).await.ok();
             let same = current.as_ref().is_some_and(|p| {
                 let any: &dyn std::any::Any = p.as_ref();
-                any.downcast_ref::<LiveProvider>()
-                    .is_some_and(|lp| Arc::ptr_eq(&lp.0, &live))
+                // the table itself, or the table under its vector indexes
+                let registered = any
+                    .downcast_ref::<LiveProvider>()
+                    .map(|lp| &lp.0)
+                    .or_else(|| {
+                        any.downcast_ref::<crate::vector::index::IndexedTable>()
+                            .and_then(|t| t.live())
+                    });
+                registered.is_some_and(|l| Arc::ptr_eq(l, &live))
             });
             if !same {
                 live.stop();

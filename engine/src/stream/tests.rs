@@ -648,3 +648,125 @@ async fn a_failed_view_update_is_tried_again() {
     produce(&p, "t", 2_000..3_000);
     eventually(&engine, "SELECT sum(n)::BIGINT FROM v", 1_980).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hnsw_index_on_a_live_table_takes_rows_in_as_they_arrive() {
+    let engine = Engine::new();
+    let ids = |b: &[RecordBatch]| -> Vec<i64> {
+        b.iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    };
+    query(
+        &engine,
+        "SELECT * FROM kafka_demo('idx_items', 20000, 0, 'embeddings', 3000)",
+    )
+    .await;
+    run(
+        &engine,
+        "CREATE EXTERNAL TABLE items (id BIGINT, ts TIMESTAMP, item TEXT, category TEXT, embedding FLOAT_VECTOR(8)) \
+         STORED AS KAFKA LOCATION 'kafka://demo/idx_items' OPTIONS ('retention' '5000 rows')",
+    )
+    .await;
+    query(&engine, "SELECT * FROM kafka_wait('items')").await;
+    assert_eq!(int(&engine, "SELECT count(*) FROM items").await, 3000);
+    run(
+        &engine,
+        "CREATE INDEX items_emb ON items USING hnsw (embedding)",
+    )
+    .await;
+    let stat = "SELECT rows_indexed FROM sys.indexes WHERE name = 'items_emb'";
+    assert_eq!(int(&engine, stat).await, 3000);
+    let knn = "SELECT id FROM items WHERE KNN_MATCH(embedding, [0.1, 0.0, 0.9, 0.2, 0.0, 0.0, 0.3, 0.0], 10)";
+    let plan = query(&engine, &format!("EXPLAIN {knn}")).await;
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("hnsw index items_emb"), "{text}");
+    // the graph's answer against the exact one
+    let approx = ids(&query(&engine, knn).await);
+    assert_eq!(approx.len(), 10);
+    run(&engine, "DROP INDEX items_emb").await;
+    let exact = ids(&query(&engine, knn).await);
+    let common = approx.iter().filter(|i| exact.contains(i)).count();
+    assert!(common >= 8, "hnsw {approx:?} exact {exact:?}");
+
+    // rows arriving after CREATE INDEX go into new segments without a search asking for them; retention evicts
+    // the first 3,000 rows, and the segment over them is dropped
+    run(
+        &engine,
+        "CREATE INDEX items_emb ON items USING hnsw (embedding)",
+    )
+    .await;
+    query(
+        &engine,
+        "SELECT * FROM kafka_demo('idx_items', 20000, 0, 'embeddings', 12000)",
+    )
+    .await;
+    query(&engine, "SELECT * FROM kafka_wait('items')").await;
+    assert_eq!(int(&engine, "SELECT count(*) FROM items").await, 5000);
+    // no search has run since: the appends alone were built into segments, until fewer than 4,096 rows wait
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let stats =
+        "SELECT rows_indexed, rows_pending, building FROM sys.indexes WHERE name = 'items_emb'";
+    loop {
+        let b = query(&engine, stats).await;
+        let indexed = b[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0);
+        let pending = b[0]
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0);
+        let building = b[0]
+            .column(2)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+            .unwrap()
+            .value(0);
+        if !building && pending < 4096 {
+            // every row held is covered, and the segment over the evicted first 3,000 rows is gone
+            assert!(indexed + pending >= 5000, "{indexed} + {pending}");
+            assert!(indexed <= 12_000, "{indexed} rows indexed");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "indexed {indexed}, pending {pending}, building {building}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // the search answers from the new segments and the tail
+    let found = ids(&query(&engine, knn).await);
+    assert_eq!(found.len(), 10);
+    // DROP TABLE stops the consumer under the index and takes the index with it
+    run(&engine, "DROP TABLE items").await;
+    assert_eq!(
+        int(
+            &engine,
+            "SELECT count(*) FROM sys.sources WHERE table_name = 'items'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        int(
+            &engine,
+            "SELECT count(*) FROM sys.indexes WHERE name = 'items_emb'"
+        )
+        .await,
+        0
+    );
+}

@@ -8,11 +8,17 @@
 //! exact until a background rebuild lands. Segments hold at most [`SEGMENT_CAPACITY`] rows (hora's limit per graph),
 //! so an index can cover any number of rows.
 //!
+//! On a Kafka live table rows are addressed by their sequence number instead (the table's chunks stop merging
+//! once indexed, and retention only drops the oldest): the watermark is one sequence number, new rows are taken in
+//! as they are appended, a hit on a row retention has evicted is skipped, and segments whose rows are all evicted
+//! are dropped.
+//!
 //! The graph library sits behind [`AnnIndex`]; `hora` is the one backend today.
 
 use super::convert::Vectors;
 use super::knn::{Hit, PreparedQuery, TopK};
 use super::Metric;
+use crate::stream::live::{AppendHook, LiveTable};
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{MemTable, Session};
@@ -260,6 +266,21 @@ pub struct RowRef {
     pub row: u32,
 }
 
+impl RowRef {
+    /// A live table's row by sequence number (the high and low halves in `batch` and `row`).
+    fn seq(n: u64) -> Self {
+        Self {
+            partition: 0,
+            batch: (n >> 32) as u32,
+            row: n as u32,
+        }
+    }
+
+    fn seq_number(self) -> u64 {
+        ((self.batch as u64) << 32) | self.row as u64
+    }
+}
+
 /// One immutable graph over some rows.
 #[derive(Debug)]
 pub struct Segment {
@@ -358,14 +379,24 @@ impl VectorIndex {
     }
 }
 
-/// A consistent view of a memory table's batches for one search.
-#[derive(Debug)]
+/// A consistent view of a table's batches for one search.
+#[derive(Debug, Clone)]
 pub struct TableSnapshot {
     partitions: Vec<usize>,
     flat: Vec<RecordBatch>,
     /// Flat index of each partition's first batch.
     starts: Vec<usize>,
     version: u64,
+    /// A live table's: rows are addressed by sequence number.
+    seq: Option<Sequence>,
+}
+
+#[derive(Debug, Clone)]
+struct Sequence {
+    /// The sequence number of each flat batch's first row (ascending).
+    first: Vec<u64>,
+    /// The next row's sequence number.
+    end: u64,
 }
 
 impl TableSnapshot {
@@ -377,24 +408,72 @@ impl TableSnapshot {
         self.flat
     }
 
-    fn flat_index(&self, r: RowRef) -> Option<usize> {
-        let p = r.partition as usize;
-        if r.batch as usize >= *self.partitions.get(p)? {
-            return None;
-        }
-        Some(self.starts[p] + r.batch as usize)
+    /// Where a row is in this snapshot: (flat batch, row); `None` if it is not (evicted, or rewritten).
+    fn locate(&self, r: RowRef) -> Option<(usize, usize)> {
+        let (batch, row) = match &self.seq {
+            None => {
+                let p = r.partition as usize;
+                if r.batch as usize >= *self.partitions.get(p)? {
+                    return None;
+                }
+                (self.starts[p] + r.batch as usize, r.row as usize)
+            }
+            Some(seq) => {
+                let n = r.seq_number();
+                let batch = seq.first.partition_point(|&f| f <= n).checked_sub(1)?;
+                (batch, (n - seq.first[batch]) as usize)
+            }
+        };
+        (row < self.flat.get(batch)?.num_rows()).then_some((batch, row))
     }
 
-    /// Batch counts per partition: the watermark after indexing everything in this snapshot.
+    /// The watermark after indexing everything in this snapshot: batch counts per partition, or a live table's
+    /// next sequence number.
     fn batch_counts(&self) -> Vec<usize> {
-        self.partitions.clone()
+        match &self.seq {
+            None => self.partitions.clone(),
+            Some(seq) => vec![seq.end as usize],
+        }
+    }
+
+    /// The flat batches beyond a watermark (a live table's chunks never straddle one: they stop merging when
+    /// indexed, and retention only trims the oldest).
+    fn beyond(&self, watermark: &[usize]) -> Vec<usize> {
+        match &self.seq {
+            None => self
+                .partitions
+                .iter()
+                .enumerate()
+                .flat_map(|(p, &count)| {
+                    let from = watermark.get(p).copied().unwrap_or(0).min(count);
+                    (from..count).map(move |b| self.starts[p] + b)
+                })
+                .collect(),
+            Some(seq) => {
+                let w = watermark.first().copied().unwrap_or(0) as u64;
+                (0..self.flat.len())
+                    .filter(|&b| seq.first[b] + self.flat[b].num_rows() as u64 > w)
+                    .collect()
+            }
+        }
+    }
+
+    /// Whether none of a segment's rows is left (a live table's retention evicted them all).
+    fn evicted(&self, segment: &Segment) -> bool {
+        match &self.seq {
+            None => false,
+            Some(seq) => {
+                let oldest = seq.first.first().copied().unwrap_or(seq.end);
+                segment.rows.iter().all(|r| r.seq_number() < oldest)
+            }
+        }
     }
 
     fn rows(&self) -> usize {
         self.flat.iter().map(|b| b.num_rows()).sum()
     }
 
-    /// The vectors and row references of the batches from `from` (per-partition batch watermark) on.
+    /// The vectors and row references of the batches from `from` (the watermark) on.
     fn collect(
         &self,
         column: usize,
@@ -403,6 +482,21 @@ impl TableSnapshot {
     ) -> Result<(Vec<f32>, Vec<RowRef>)> {
         let mut values = Vec::new();
         let mut rows = Vec::new();
+        if let Some(seq) = &self.seq {
+            let w = from.first().copied().unwrap_or(0) as u64;
+            for b in self.beyond(from) {
+                let batch = &self.flat[b];
+                let vectors = Vectors::read(batch.column(column), "indexed column", Some(dim))?;
+                for row in 0..batch.num_rows() {
+                    let n = seq.first[b] + row as u64;
+                    if let (true, Some(v)) = (n >= w, vectors.get(row)) {
+                        values.extend_from_slice(v);
+                        rows.push(RowRef::seq(n));
+                    }
+                }
+            }
+            return Ok((values, rows));
+        }
         for (p, &count) in self.partitions.iter().enumerate() {
             let first = from.get(p).copied().unwrap_or(0);
             for b in first..count {
@@ -424,27 +518,108 @@ impl TableSnapshot {
     }
 
     fn vector(&self, column: usize, r: RowRef) -> Option<Vec<f32>> {
-        let batch = &self.flat[self.flat_index(r)?];
-        let vectors = Vectors::read(batch.column(column), "indexed column", None).ok()?;
-        vectors.get(r.row as usize).map(|v| v.to_vec())
+        let (batch, row) = self.locate(r)?;
+        let vectors =
+            Vectors::read(self.flat[batch].column(column), "indexed column", None).ok()?;
+        vectors.get(row).map(|v| v.to_vec())
     }
 }
 
-/// An in-memory table with vector indexes. Reads and writes go to the wrapped memory table; INSERT appends
-/// batches, which the indexes pick up; DELETE, UPDATE and TRUNCATE bump the version, which invalidates them.
+/// A table with vector indexes. Reads and writes go to the wrapped table.
+/// - An in-memory table: INSERT appends batches, which the indexes pick up; DELETE, UPDATE and TRUNCATE bump the
+///   version, which invalidates them.
+/// - A Kafka live table: appended rows are taken in as they arrive; rows retention evicts leave the results.
 #[derive(Debug)]
 pub struct IndexedTable {
-    inner: Arc<MemTable>,
+    inner: Arc<dyn TableProvider>,
+    rows: Rows,
     version: AtomicU64,
     indexes: RwLock<Vec<Arc<VectorIndex>>>,
+}
+
+#[derive(Debug)]
+enum Rows {
+    Memory(Arc<MemTable>),
+    Live(Arc<LiveTable>),
 }
 
 impl IndexedTable {
     pub fn new(inner: Arc<MemTable>) -> Self {
         Self {
-            inner,
+            inner: inner.clone(),
+            rows: Rows::Memory(inner),
             version: AtomicU64::new(0),
             indexes: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Indexes over a live table (`provider` is what DataFusion had registered for it).
+    pub fn over_live(provider: Arc<dyn TableProvider>, live: Arc<LiveTable>) -> Arc<Self> {
+        live.fix_positions();
+        let table = Arc::new(Self {
+            inner: provider,
+            rows: Rows::Live(live.clone()),
+            version: AtomicU64::new(0),
+            indexes: RwLock::new(Vec::new()),
+        });
+        let weak = Arc::downgrade(&table);
+        live.on_append(AppendHook(Arc::new(move || {
+            if let Some(t) = weak.upgrade() {
+                t.take_in_appends();
+            }
+        })));
+        table
+    }
+
+    /// The live table under the indexes, if that is what they index.
+    pub fn live(&self) -> Option<&Arc<LiveTable>> {
+        match &self.rows {
+            Rows::Live(l) => Some(l),
+            Rows::Memory(_) => None,
+        }
+    }
+
+    /// After a live table's append: an index whose tail has grown past [`CATCH_UP_ROWS`] builds it into a segment in
+    /// the background (without waiting for a search to notice).
+    fn take_in_appends(&self) {
+        let Rows::Live(live) = &self.rows else {
+            return;
+        };
+        let end = live.sizes().2 as usize;
+        for index in self.indexes() {
+            let w = index.state().watermark.first().copied().unwrap_or(0);
+            if end.saturating_sub(w) < CATCH_UP_ROWS || index.building.swap(true, Ordering::AcqRel)
+            {
+                continue;
+            }
+            // builds until the tail is small again: rows that arrived during a build are not left waiting for
+            // the next append
+            let live = live.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("index {}", index.name))
+                .spawn({
+                    let index = index.clone();
+                    move || loop {
+                        let snapshot = live_snapshot(&live);
+                        let w = index.state().watermark.first().copied().unwrap_or(0);
+                        if (snapshot.batch_counts()[0]).saturating_sub(w) < CATCH_UP_ROWS {
+                            break index.building.store(false, Ordering::Release);
+                        }
+                        let started = Instant::now();
+                        let result = catch_up(&index, &snapshot);
+                        index.add_build_time(started.elapsed());
+                        let failed = result.is_err();
+                        if let Ok(mut e) = index.last_error.lock() {
+                            *e = result.err().map(|e| e.to_string());
+                        }
+                        if failed {
+                            break index.building.store(false, Ordering::Release);
+                        }
+                    }
+                });
+            if spawned.is_err() {
+                index.building.store(false, Ordering::Release);
+            }
         }
     }
 
@@ -467,9 +642,23 @@ impl IndexedTable {
     /// since the last build, or all of them after a DELETE/UPDATE until the rebuild lands.
     pub fn pending_rows(&self, index: &VectorIndex) -> usize {
         let state = index.state();
+        let mem = match &self.rows {
+            Rows::Memory(m) => m,
+            Rows::Live(live) => {
+                let snapshot = live_snapshot(live);
+                return snapshot
+                    .beyond(&state.watermark)
+                    .into_iter()
+                    .map(|b| {
+                        let batch = &snapshot.flat[b];
+                        batch.num_rows() - batch.column(index.column_index).null_count()
+                    })
+                    .sum();
+            }
+        };
         let stale = state.version != self.version.load(Ordering::Acquire);
         let mut pending = 0;
-        for (p, partition) in self.inner.batches.iter().enumerate() {
+        for (p, partition) in mem.batches.iter().enumerate() {
             let Ok(batches) = partition.try_read() else {
                 continue;
             };
@@ -494,11 +683,15 @@ impl IndexedTable {
     }
 
     pub async fn snapshot(&self) -> TableSnapshot {
+        let mem = match &self.rows {
+            Rows::Memory(m) => m,
+            Rows::Live(live) => return live_snapshot(live),
+        };
         let version = self.version.load(Ordering::Acquire);
-        let mut partitions = Vec::with_capacity(self.inner.batches.len());
+        let mut partitions = Vec::with_capacity(mem.batches.len());
         let mut flat = Vec::new();
-        let mut starts = Vec::with_capacity(self.inner.batches.len());
-        for p in &self.inner.batches {
+        let mut starts = Vec::with_capacity(mem.batches.len());
+        for p in &mem.batches {
             let batches = p.read().await;
             starts.push(flat.len());
             partitions.push(batches.len());
@@ -509,6 +702,7 @@ impl IndexedTable {
             flat,
             starts,
             version,
+            seq: None,
         }
     }
 
@@ -571,9 +765,8 @@ impl IndexedTable {
                 metric,
             ));
         }
-        let tail_rows: usize = tail_batches(snapshot, &state.watermark)
-            .map(|i| snapshot.flat[i].num_rows())
-            .sum();
+        let tail = snapshot.beyond(&state.watermark);
+        let tail_rows: usize = tail.iter().map(|&i| snapshot.flat[i].num_rows()).sum();
         if tail_rows >= CATCH_UP_ROWS || state.segments.len() > MAX_SEGMENTS {
             spawn_rebuild(index.clone(), snapshot, false);
         }
@@ -590,7 +783,6 @@ impl IndexedTable {
         let prepared = PreparedQuery::new(query);
         let mut top = TopK::new(k);
         // The tail: exact.
-        let tail: Vec<usize> = tail_batches(snapshot, &state.watermark).collect();
         push_exact(
             &mut top,
             snapshot,
@@ -661,6 +853,19 @@ impl IndexedTable {
     }
 }
 
+/// A live table's rows now, addressed by sequence number.
+fn live_snapshot(live: &LiveTable) -> TableSnapshot {
+    let (chunks, end) = live.chunks();
+    let (first, flat): (Vec<u64>, Vec<RecordBatch>) = chunks.into_iter().unzip();
+    TableSnapshot {
+        partitions: vec![flat.len()],
+        starts: vec![0],
+        flat,
+        version: 0,
+        seq: Some(Sequence { first, end }),
+    }
+}
+
 /// Vectors of a snapshot's batches, read once each, for ranking rows one at a time.
 struct VectorCache<'a> {
     snapshot: &'a TableSnapshot,
@@ -685,14 +890,11 @@ impl<'a> VectorCache<'a> {
         metric: Metric,
         masks: Option<&[BooleanArray]>,
     ) -> Result<Option<Hit>> {
-        let Some(batch) = self.snapshot.flat_index(r) else {
+        // a row the segment knows but this snapshot does not: evicted by retention, or a table rewritten under a
+        // concurrent search
+        let Some((batch, row)) = self.snapshot.locate(r) else {
             return Ok(None);
         };
-        let row = r.row as usize;
-        // A row the segment knows but this snapshot does not (a table rewritten under a concurrent search).
-        if row >= self.snapshot.flat[batch].num_rows() {
-            return Ok(None);
-        }
         if let Some(m) = masks {
             if !m[batch].is_valid(row) || !m[batch].value(row) {
                 return Ok(None);
@@ -728,20 +930,6 @@ fn segment_exact(
         }
     }
     Ok(())
-}
-
-fn tail_batches<'a>(
-    snapshot: &'a TableSnapshot,
-    watermark: &'a [usize],
-) -> impl Iterator<Item = usize> + 'a {
-    snapshot
-        .partitions
-        .iter()
-        .enumerate()
-        .flat_map(move |(p, &count)| {
-            let from = watermark.get(p).copied().unwrap_or(0).min(count);
-            (from..count).map(move |b| snapshot.starts[p] + b)
-        })
 }
 
 /// Exact ranking over the whole snapshot (or the listed batches).
@@ -840,12 +1028,7 @@ fn spawn_rebuild(index: Arc<VectorIndex>, snapshot: &TableSnapshot, full: bool) 
     if index.building.swap(true, Ordering::AcqRel) {
         return;
     }
-    let snapshot = TableSnapshot {
-        partitions: snapshot.partitions.clone(),
-        flat: snapshot.flat.clone(),
-        starts: snapshot.starts.clone(),
-        version: snapshot.version,
-    };
+    let snapshot = snapshot.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("index {}", index.name))
         .spawn({
@@ -925,7 +1108,7 @@ fn catch_up(index: &VectorIndex, snapshot: &TableSnapshot) -> Result<()> {
     }
     current
         .segments
-        .retain(|s| !merged.iter().any(|m| Arc::ptr_eq(m, s)));
+        .retain(|s| !merged.iter().any(|m| Arc::ptr_eq(m, s)) && !snapshot.evicted(s));
     current.segments.push(segment);
     current.watermark = snapshot.batch_counts();
     Ok(())

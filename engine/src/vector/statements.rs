@@ -215,6 +215,12 @@ pub async fn create_index(
         ctx.deregister_table(table_ref.clone())?;
         ctx.register_table(table_ref.clone(), indexed.clone())?;
         indexed
+    } else if let Some(live) = super::knn::downcast::<crate::stream::LiveProvider>(&provider) {
+        // a Kafka live table: the index takes appended rows in as they arrive
+        let indexed = IndexedTable::over_live(provider.clone(), live.0.clone());
+        ctx.deregister_table(table_ref.clone())?;
+        ctx.register_table(table_ref.clone(), indexed.clone())?;
+        indexed
     } else {
         return plan_err!(
             "CREATE INDEX needs an in-memory table, and {table_name} is read from a file or a source; \
