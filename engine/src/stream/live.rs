@@ -21,6 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 /// A micro-batch is closed when no message has come for IDLE_FLUSH (the fetched backlog is drained: freshness),
 /// after FLUSH_AFTER at the latest (a steady trickle), or at this many messages / bytes (throughput).
 const IDLE_FLUSH: Duration = Duration::from_millis(2);
+/// While messages are queued, the polling thread reads the clock once per this many.
+const CLOCK_EVERY: u32 = 256;
 const FLUSH_AFTER: Duration = Duration::from_millis(20);
 const MAX_BATCH_MESSAGES: usize = 32_768;
 const MAX_BATCH_BYTES: usize = 8 << 20;
@@ -587,20 +589,39 @@ impl LiveTable {
         let mut paused = false;
         // when the last client error came (broker down, connection reset); cleared by a message or 5 quiet seconds
         let mut errored: Option<Instant> = None;
+        // Reading clocks was a third of this thread's time: while messages are queued, the clock is read every
+        // CLOCK_EVERY messages (and librdkafka's poll is asked not to wait, which spares its own clock reading);
+        // only an empty queue makes it wait, with a fresh reading.
+        let mut now = Instant::now();
+        let mut since_clock = 0u32;
         while !self.stop.load(Ordering::Relaxed) {
             let mut idle = false;
-            // one clock reading an iteration (reading clocks was a third of this thread's time)
-            let now = Instant::now();
+            since_clock += 1;
+            if since_clock >= CLOCK_EVERY {
+                now = Instant::now();
+                since_clock = 0;
+            }
             if paused {
                 std::thread::sleep(Duration::from_millis(50));
+                now = Instant::now();
             } else {
-                let timeout = match first_at {
-                    None => Duration::from_millis(100),
-                    Some(t) => FLUSH_AFTER
-                        .saturating_sub(now.saturating_duration_since(t))
-                        .min(IDLE_FLUSH),
-                };
-                match consumer.poll(timeout) {
+                let mut polled = consumer.poll(Duration::ZERO);
+                if polled.is_none() {
+                    now = Instant::now();
+                    since_clock = 0;
+                    let timeout = match first_at {
+                        None => Duration::from_millis(100),
+                        Some(t) => FLUSH_AFTER
+                            .saturating_sub(now.saturating_duration_since(t))
+                            .min(IDLE_FLUSH),
+                    };
+                    polled = consumer.poll(timeout);
+                    if polled.is_some() {
+                        // it waited: the first message of a batch starts the batch's clock now
+                        now = Instant::now();
+                    }
+                }
+                match polled {
                     Some(Ok(msg)) => {
                         let p = msg.partition();
                         let offset = msg.offset();
