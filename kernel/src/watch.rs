@@ -68,6 +68,27 @@ pub fn parse_args(args: &str) -> Result<WatchArgs, String> {
 struct Running {
     query: String,
     task: tokio::task::JoinHandle<()>,
+    /// Open while the watch may publish; closed by a stop (see [`through`]).
+    gate: Arc<Mutex<bool>>,
+}
+
+impl Running {
+    /// Closes the gate, then aborts the task: an update being sent finishes first, and none goes out after.
+    fn stop(&self) {
+        *self.gate.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        self.task.abort();
+    }
+}
+
+/// Sends an update only while the watch's gate is open, holding it meanwhile (a stop waits for the send). Returns
+/// whether it was open. Aborting the task alone is not enough: a task running on another worker thread reaches its
+/// next await, and its next send, after the stop has returned.
+fn through(gate: &Mutex<bool>, send: impl FnOnce()) -> bool {
+    let open = gate.lock().unwrap_or_else(|p| p.into_inner());
+    if *open {
+        send();
+    }
+    *open
 }
 
 /// The kernel's running watches.
@@ -123,7 +144,7 @@ impl Watches {
         let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let n = r.iter().filter(|w| !w.task.is_finished()).count();
         for w in r.drain(..) {
-            w.task.abort();
+            w.stop();
         }
         n
     }
@@ -132,7 +153,7 @@ impl Watches {
         let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
         r.retain(|w| {
             if w.query == query {
-                w.task.abort();
+                w.stop();
                 false
             } else {
                 !w.task.is_finished()
@@ -166,6 +187,8 @@ impl Watches {
             Some(&display_id),
         );
         let key = query.trim().to_string();
+        let gate = Arc::new(Mutex::new(true));
+        let open = gate.clone();
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let mut n = 0u64;
@@ -178,21 +201,30 @@ impl Watches {
                         render::format_elapsed(limit)
                     );
                     let b = last.clone().unwrap_or_else(|| text_bundle(""));
-                    out.update_display(footer_bundle(b, &footer(n, &note)), &display_id);
+                    through(&open, || {
+                        out.update_display(footer_bundle(b, &footer(n, &note)), &display_id)
+                    });
                     return;
                 }
                 match run_once(&engine, &query).await {
                     Ok(b) => {
                         n += 1;
                         last = Some(b.clone());
-                        out.update_display(footer_bundle(b, &footer(n, stop_hint)), &display_id);
+                        let sent = through(&open, || {
+                            out.update_display(footer_bundle(b, &footer(n, stop_hint)), &display_id)
+                        });
+                        if !sent {
+                            return;
+                        }
                     }
                     Err(e) => {
                         let b = text_bundle(&format!("watch stopped: {e}"));
-                        out.update_display(
-                            footer_bundle(b, &footer(n, "re-run the cell to watch again")),
-                            &display_id,
-                        );
+                        through(&open, || {
+                            out.update_display(
+                                footer_bundle(b, &footer(n, "re-run the cell to watch again")),
+                                &display_id,
+                            )
+                        });
                         return;
                     }
                 }
@@ -200,7 +232,11 @@ impl Watches {
         });
         let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
         r.retain(|w| !w.task.is_finished());
-        r.push(Running { query: key, task });
+        r.push(Running {
+            query: key,
+            task,
+            gate,
+        });
         Ok(())
     }
 
@@ -252,12 +288,16 @@ impl Watches {
         if done {
             return;
         }
+        let gate = Arc::new(Mutex::new(true));
+        let open = gate.clone();
         let task = tokio::spawn(async move {
             let started = Instant::now();
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let (b, done) = status(&live);
-                out.update_display(b, &display_id);
+                if !through(&open, || out.update_display(b, &display_id)) {
+                    return;
+                }
                 if done || live.stopped() || started.elapsed() > Duration::from_secs(600) {
                     return;
                 }
@@ -267,6 +307,7 @@ impl Watches {
         r.push(Running {
             query: format!("catch-up {table}"),
             task,
+            gate,
         });
     }
 }
