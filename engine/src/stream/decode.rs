@@ -2,6 +2,7 @@
 //! decoded in one pass when it is clean (the common case), and message by message when it is not, so one
 //! malformed message never costs its neighbours.
 
+use super::flat::FlatJson;
 use super::options::Format;
 use datafusion::arrow::array::{
     Array, ArrayRef, BinaryBuilder, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
@@ -126,6 +127,8 @@ pub struct Decoder {
     /// RFC 3339 strings and epoch milliseconds alike).
     value_schema: SchemaRef,
     json: Option<arrow_json::reader::Decoder>,
+    /// The fast path for flat objects of scalar columns (`None` when a column needs the general decoder).
+    flat: Option<FlatJson>,
     line: Vec<u8>,
 }
 
@@ -163,12 +166,26 @@ impl Decoder {
             schema,
             value_schema,
             json: None,
+            flat: None,
             line: Vec::new(),
         };
         if format == Format::Json {
             d.json = Some(d.json_decoder()?);
+            d.flat = FlatJson::new(&d.value_schema);
         }
         Ok(d)
+    }
+
+    /// Whether flat JSON objects take the fast path (every column is of a type it decodes).
+    pub fn fast_path(&self) -> bool {
+        self.flat.is_some()
+    }
+
+    /// The same decoder without the fast path for flat JSON objects (every message through arrow-json): the
+    /// reference the fast path is tested and measured against.
+    pub fn without_fast_path(mut self) -> Self {
+        self.flat = None;
+        self
     }
 
     fn json_decoder(&self) -> Result<arrow_json::reader::Decoder, ArrowError> {
@@ -210,12 +227,9 @@ impl Decoder {
         out
     }
 
-    /// JSON: the messages go through one streaming decoder, one by one, and after each the decoder must hold
-    /// exactly one more complete record: then every row belongs to its message, whatever the whitespace inside
-    /// it. A message that does not (not JSON, empty, two records, cut off) is decoded alone, into a row or a
-    /// dead letter, after the run before it is decoded again from a fresh decoder (the failed message left the
-    /// decoder mid-value; the run's bytes were fine). A value that does not convert to its column only shows when
-    /// a run becomes columns: the run is halved until that message is found. A clean batch costs one pass.
+    /// JSON. Flat objects of the declared scalar columns (the common case) are parsed straight into columns by
+    /// [`FlatJson`]; a message it refuses starts a run of messages for arrow-json's decoder, up to the next
+    /// message it takes. Rows stay in message order.
     fn decode_json(
         &mut self,
         m: &Messages,
@@ -223,24 +237,41 @@ impl Decoder {
     ) -> Option<(RecordBatch, Vec<usize>)> {
         let mut parts = Vec::new();
         let mut rows = Vec::new();
-        let mut start = 0;
-        if self.json.as_ref().is_none_or(|d| !d.is_empty()) {
-            self.reset_json();
-        }
-        for i in 0..m.len() {
-            if self.feed(m, i, i - start) {
-                continue;
+        match self.flat.take() {
+            None => self.json_range(m, 0, m.len(), &mut parts, &mut rows, dead),
+            Some(mut flat) => {
+                let n = m.len();
+                // messages fast_from..i are rows in `flat`
+                let (mut fast_from, mut i) = (0, 0);
+                while i < n {
+                    if flat.push(m.value(i)) {
+                        i += 1;
+                        continue;
+                    }
+                    Self::flat_rows(&mut flat, fast_from, i, &mut parts, &mut rows, dead);
+                    let slow_from = i;
+                    i += 1;
+                    while i < n && !flat.push(m.value(i)) {
+                        i += 1;
+                    }
+                    self.json_range(m, slow_from, i, &mut parts, &mut rows, dead);
+                    // message i, if any, is flat's first row now
+                    fast_from = i;
+                    i += 1;
+                }
+                Self::flat_rows(&mut flat, fast_from, n, &mut parts, &mut rows, dead);
+                self.flat = Some(flat);
             }
-            self.reset_json();
-            self.json_run(m, start, i, &mut parts, &mut rows, dead);
-            self.json_alone(m, i, &mut parts, &mut rows, dead);
-            start = i + 1;
         }
-        self.flush_run(m, start, m.len(), &mut parts, &mut rows, dead);
         if rows.is_empty() {
             return None;
         }
-        match concat_batches(&self.value_schema, &parts) {
+        let all = if parts.len() == 1 {
+            Ok(parts.swap_remove(0))
+        } else {
+            concat_batches(&self.value_schema, &parts)
+        };
+        match all {
             Ok(b) => Some((b, rows)),
             Err(e) => {
                 for i in rows {
@@ -249,6 +280,59 @@ impl Decoder {
                 None
             }
         }
+    }
+
+    /// The fast path's rows, messages `from..to`, as one part.
+    fn flat_rows(
+        flat: &mut FlatJson,
+        from: usize,
+        to: usize,
+        parts: &mut Vec<RecordBatch>,
+        rows: &mut Vec<usize>,
+        dead: &mut Vec<(usize, String)>,
+    ) {
+        if flat.rows() == 0 {
+            return;
+        }
+        match flat.finish() {
+            Ok(b) => {
+                parts.push(b);
+                rows.extend(from..to);
+            }
+            // cannot happen (the columns are built for the schema); never lose the messages if it does
+            Err(e) => dead.extend((from..to).map(|i| (i, format!("internal error: {e}")))),
+        }
+    }
+
+    /// Messages `from..to` through arrow-json's streaming decoder, one by one: after each the decoder must hold
+    /// exactly one more complete record, so every row belongs to its message, whatever the whitespace inside
+    /// it. A message that does not (not JSON, empty, two records, cut off) is decoded alone, into a row or a
+    /// dead letter, after the run before it is decoded again from a fresh decoder (the failed message left the
+    /// decoder mid-value; the run's bytes were fine). A value that does not convert to its column only shows when
+    /// a run becomes columns: the run is halved until that message is found. A clean run costs one pass.
+    fn json_range(
+        &mut self,
+        m: &Messages,
+        from: usize,
+        to: usize,
+        parts: &mut Vec<RecordBatch>,
+        rows: &mut Vec<usize>,
+        dead: &mut Vec<(usize, String)>,
+    ) {
+        let mut start = from;
+        if self.json.as_ref().is_none_or(|d| !d.is_empty()) {
+            self.reset_json();
+        }
+        for i in from..to {
+            if self.feed(m, i, i - start) {
+                continue;
+            }
+            self.reset_json();
+            self.json_run(m, start, i, parts, rows, dead);
+            self.json_alone(m, i, parts, rows, dead);
+            start = i + 1;
+        }
+        self.flush_run(m, start, to, parts, rows, dead);
     }
 
     fn reset_json(&mut self) {
@@ -863,6 +947,173 @@ mod tests {
         }
         let dead: Vec<usize> = out.dead.iter().map(|d| d.0).collect();
         assert_eq!(dead, (0..5000).filter(|&i| bad(i)).collect::<Vec<_>>());
+    }
+
+    /// Every type the fast path decodes, and one it does not.
+    fn wide_schema(with_list: bool) -> SchemaRef {
+        let mut fields = vec![
+            Field::new("i8", DataType::Int8, true),
+            Field::new("i32", DataType::Int32, true),
+            Field::new("i64", DataType::Int64, true),
+            Field::new("u16", DataType::UInt16, true),
+            Field::new("u64", DataType::UInt64, true),
+            Field::new("f32", DataType::Float32, true),
+            Field::new("f64", DataType::Float64, true),
+            Field::new("b", DataType::Boolean, true),
+            Field::new("s", DataType::Utf8, true),
+            Field::new("sv", DataType::Utf8View, true),
+            Field::new("ls", DataType::LargeUtf8, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            Field::new("req", DataType::Int64, false),
+        ];
+        if with_list {
+            fields.push(Field::new(
+                "l",
+                DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+                true,
+            ));
+        }
+        fields.push(meta_field("_offset").unwrap());
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Messages the fast path must decode exactly as arrow-json does, or leave to it.
+    const TRICKY: &[&str] = &[
+        r#"{"req": 1}"#,
+        r#"{}"#,
+        r#"  {"req":2 , "s" : "plain" }  "#,
+        "{\"req\":3,\n\t\"s\":\"tab\\tnew\\nline \\\"q\\\" \\\\ \\/ \\b\\f\\r\"}",
+        r#"{"req":4,"s":"\u00e9\u4e2d\ud83d\ude00 é 中 😀"}"#,
+        r#"{"req":5,"s":"\ud83d"}"#,
+        r#"{"req":6,"s":"\ude00\ud83d"}"#,
+        r#"{"req":7,"s":"bad \q escape"}"#,
+        "{\"req\":8,\"s\":\"raw \u{1} control\"}",
+        r#"{"req":9,"s":12.50,"i64":-0,"f64":-0.0}"#,
+        r#"{"req":10,"s":true,"b":false}"#,
+        r#"{"req":11,"s":null,"b":null,"i64":null,"f64":null}"#,
+        r#"{"req":12,"i8":127,"u16":65535,"i32":-2147483648}"#,
+        r#"{"req":13,"i8":128}"#,
+        r#"{"req":14,"u16":-1}"#,
+        r#"{"req":15,"u64":18446744073709551615}"#,
+        r#"{"req":16,"i64":9223372036854775807}"#,
+        r#"{"req":17,"i64":9223372036854775808}"#,
+        r#"{"req":18,"i64":1.0}"#,
+        r#"{"req":19,"i64":1e3}"#,
+        r#"{"req":20,"i64":"42"}"#,
+        r#"{"req":21,"f64":"4.5"}"#,
+        r#"{"req":22,"f64":1e400}"#,
+        r#"{"req":23,"f64":1.7976931348623157e308,"f32":3.4028235e38}"#,
+        r#"{"req":24,"f32":0.1,"f64":0.1}"#,
+        r#"{"req":25,"f32":1e39}"#,
+        r#"{"req":26,"f64":01}"#,
+        r#"{"req":27,"f64":1.}"#,
+        r#"{"req":28,"f64":.5}"#,
+        r#"{"req":29,"f64":-}"#,
+        r#"{"req":30,"f64":2E-3,"i32":0}"#,
+        r#"{"req":31,"b":"true"}"#,
+        r#"{"req":32,"b":1}"#,
+        r#"{"req":33,"i64":5,"i64":6}"#,
+        r#"{"req":34,"extra":{"a":[1,2,{"b":null}],"c":"x\"y"},"more":[],"e":{}}"#,
+        r#"{"req":35,"extra":[1,2,}"#,
+        r#"{"req":36,"extra":"\x"}"#,
+        r#"{"re\u0071":37}"#,
+        r#"{"req":38,"s":{"nested":1}}"#,
+        r#"{"req":39,"s":[1]}"#,
+        r#"{"req":40,"ts":"2026-01-02T03:04:05.678Z"}"#,
+        r#"{"req":41,"ts":1767225600000}"#,
+        r#"{"req":42,"ts":"1767225600000"}"#,
+        r#"{"req":43,"ts":"yesterday"}"#,
+        r#"{"req":44,"ts":true}"#,
+        r#"{"req":45} {"req":46}"#,
+        r#"{"req":47}x"#,
+        r#"{"req":48"#,
+        r#"[1,2]"#,
+        r#"42"#,
+        r#""text""#,
+        r#"null"#,
+        "",
+        "   ",
+        r#"{"s":"no req"}"#,
+        r#"{"req":null}"#,
+        r#"{"req":49,}"#,
+        r#"{"req":50 "s":"x"}"#,
+        r#"{"req":51,"s":"x",,"b":true}"#,
+        r#"{'req':52}"#,
+        r#"{"req":53,"b":tru}"#,
+        r#"{"req":54,"b":nul}"#,
+        r#"{"req":55,"b":truex}"#,
+        r#"{"req":56,"l":[1,2,3]}"#,
+        r#"{"req":57,"l":"not a list"}"#,
+        "{\"req\":58,\"s\":\"\u{a0}nbsp\u{2028}\"}",
+        "{\"req\":59}\u{c}",
+        "\u{feff}{\"req\":60}",
+        r#"{"req":61,"i32":-}"#,
+        r#"{"req":62,"f64":1e}"#,
+        r#"{"req":63,"f64":1e+}"#,
+        r#"{"req":64,"f64":-1.5E+2,"f32":-0}"#,
+        r#"{"req":65,"i64":+1}"#,
+        r#"{"req":66,"extra":-01}"#,
+        r#"{"req":67,"extra":"\ud83d"}"#,
+        r#"{"req":68,"sv":"view \" text","ls":"large","sv2":1}"#,
+        r#"{"req":69,"sv":12.5e3,"ls":false,"s":"x"}"#,
+        r#"{"req":70,"sv":"a string longer than twelve bytes, out of line","ls":null}"#,
+        r#"{"req":71,"sv":{"x":1}}"#,
+    ];
+
+    fn outcome(d: &mut Decoder, m: &Messages) -> (String, Vec<(usize, String)>) {
+        let out = d.decode(m);
+        let rows = out
+            .batch
+            .map(|b| pretty_format_batches(&[b]).unwrap().to_string())
+            .unwrap_or_default();
+        (rows, out.dead)
+    }
+
+    #[test]
+    fn the_json_fast_path_decodes_exactly_as_arrow_json() {
+        for with_list in [false, true] {
+            let schema = wide_schema(with_list);
+            let mut fast = Decoder::new(Format::Json, b',', schema.clone()).unwrap();
+            assert_eq!(fast.flat.is_some(), !with_list);
+            let mut slow = Decoder::new(Format::Json, b',', schema)
+                .unwrap()
+                .without_fast_path();
+            // each message alone, all of them in one micro-batch, and a tombstone and invalid UTF-8 among them
+            for v in TRICKY {
+                let m = messages(&[v]);
+                assert_eq!(outcome(&mut fast, &m), outcome(&mut slow, &m), "{v}");
+            }
+            let mut m = messages(TRICKY);
+            m.push(0, 98, None, None, None);
+            m.push(0, 99, None, None, Some(b"{\"req\":99,\"s\":\"\xff\"}"));
+            m.push(0, 100, None, None, Some(br#"{"req":100}"#));
+            let (rows, dead) = outcome(&mut fast, &m);
+            assert_eq!(
+                (&rows, &dead),
+                (&outcome(&mut slow, &m).0, &outcome(&mut slow, &m).1)
+            );
+            // the outcome shows both kinds: rows and dead letters with arrow-json's reasons
+            assert!(rows.contains("tab"), "{rows}");
+            assert!(dead.iter().any(|(_, e)| e.contains("NOT NULL")), "{dead:?}");
+            // pseudo-random mixes: runs of clean messages between refused ones, in every order
+            let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+            for _ in 0..40 {
+                let picks: Vec<&str> = (0..60)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        if seed.is_multiple_of(3) {
+                            TRICKY[(seed >> 8) as usize % TRICKY.len()]
+                        } else {
+                            r#"{"req":1,"s":"ok","sv":"view","f64":2.5,"ts":1767225600000}"#
+                        }
+                    })
+                    .collect();
+                let m = messages(&picks);
+                assert_eq!(outcome(&mut fast, &m), outcome(&mut slow, &m), "{picks:?}");
+            }
+        }
     }
 
     #[test]

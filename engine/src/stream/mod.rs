@@ -9,6 +9,7 @@
 
 pub mod decode;
 pub mod demo;
+mod flat;
 pub mod live;
 pub mod options;
 pub mod sink;

@@ -166,6 +166,11 @@ async fn every_message_is_one_row_or_one_dead_letter() {
         .unwrap();
     assert_eq!((k.value(0), k.value(1)), ("k0", "k1"));
     let t = engine.sources().get("readings").unwrap();
+    // the clean messages took the fast path (its parity with arrow-json is tested in decode.rs)
+    let decoder =
+        crate::stream::decode::Decoder::new(crate::stream::options::Format::Json, b',', t.schema())
+            .unwrap();
+    assert!(decoder.fast_path(), "{:?}", t.schema());
     assert!(
         t.wait_caught_up(Duration::from_secs(10)),
         "state {:?}",
