@@ -239,11 +239,13 @@ impl Cursor<'_> {
     }
 
     fn digits(&mut self) -> usize {
-        let start = self.i;
-        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-            self.i += 1;
-        }
-        self.i - start
+        let rest = self.b.get(self.i..).unwrap_or_default();
+        let n = rest
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        self.i += n;
+        n
     }
 
     /// A number in JSON's grammar: (start, end, whether it is an integer). Refuses what follows a number
@@ -288,17 +290,18 @@ impl Cursor<'_> {
     /// `out`, appended (the span of `out` it took). Refuses control characters and bad escapes.
     fn string(&mut self, text: &str, out: &mut String) -> Option<Str> {
         let start = self.i;
-        loop {
-            let c = self.peek()?;
-            match c {
-                b'"' => {
-                    self.i += 1;
-                    return Some(Str::Span(start, self.i - 1));
-                }
-                b'\\' => break,
-                0..=0x1f => return None,
-                _ => self.i += 1,
+        let rest = self.b.get(start..)?;
+        let n = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        self.i = start + n;
+        match rest[n] {
+            b'"' => {
+                self.i += 1;
+                return Some(Str::Span(start, start + n));
             }
+            b'\\' => {}
+            _ => return None, // a control character
         }
         let from = out.len();
         out.push_str(text.get(start..self.i)?);
