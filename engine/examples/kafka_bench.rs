@@ -13,6 +13,10 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// The kernel's allocator, so that the live table (and the raw consumer beside it) run as they do in the kernel.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ROUNDS: usize = 7;
 
 fn arg(name: &str) -> Option<String> {

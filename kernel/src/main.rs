@@ -16,6 +16,10 @@ use clap::{Parser, Subcommand};
 use std::io::Read;
 use std::path::PathBuf;
 
+/// mimalloc, as datafusion-cli: it keeps freed pages for the next batch where glibc unmaps and faults them in again.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "kestrel",

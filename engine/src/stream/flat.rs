@@ -112,16 +112,16 @@ impl Column {
 
     /// The column as an array of `t`; starts a new one.
     fn finish(&mut self, t: &DataType) -> Result<ArrayRef, ArrowError> {
-        let valid = std::mem::take(&mut self.valid);
-        let nulls = (!valid.iter().all(|&v| v)).then(|| NullBuffer::from(valid));
+        let nulls =
+            (!self.valid.iter().all(|&v| v)).then(|| NullBuffer::from(self.valid.as_slice()));
+        self.valid.clear();
         let a: ArrayRef = match &mut self.values {
-            Values::Int(v) => Arc::new(Int64Array::new(std::mem::take(v).into(), nulls)),
-            Values::F32(v) => Arc::new(Float32Array::new(std::mem::take(v).into(), nulls)),
-            Values::F64(v) => Arc::new(Float64Array::new(std::mem::take(v).into(), nulls)),
+            Values::Int(v) => Arc::new(Int64Array::new(renew(v).into(), nulls)),
+            Values::F32(v) => Arc::new(Float32Array::new(renew(v).into(), nulls)),
+            Values::F64(v) => Arc::new(Float64Array::new(renew(v).into(), nulls)),
             Values::Bool(v) => Arc::new(BooleanArray::new(v.as_slice().into(), nulls)),
             Values::Text { ends, data } => {
-                let data = Buffer::from_vec(std::mem::take(data));
-                let ends = std::mem::take(ends);
+                let data = Buffer::from_vec(renew(data));
                 if matches!(t, DataType::LargeUtf8) {
                     let offsets = std::iter::once(0)
                         .chain(ends.iter().map(|&e| e as i64))
@@ -146,8 +146,10 @@ impl Column {
                 }
             }
         };
-        if let Values::Bool(v) = &mut self.values {
-            v.clear();
+        match &mut self.values {
+            Values::Bool(v) => v.clear(),
+            Values::Text { ends, .. } => ends.clear(),
+            _ => {}
         }
         // integers were range-checked for their type: the cast is exact; Utf8 → Utf8View shares the bytes
         if a.data_type() != t {
@@ -156,6 +158,13 @@ impl Column {
             Ok(a)
         }
     }
+}
+
+/// Hands over a column's values and leaves room for as many in the next batch (growing from empty page-faulted
+/// and copied a batch's worth of memory again and again).
+fn renew<T>(v: &mut Vec<T>) -> Vec<T> {
+    let n = v.len();
+    std::mem::replace(v, Vec::with_capacity(n))
 }
 
 /// A string's text: where it lies in the message (no escapes), or in the scratch buffer with its escapes
