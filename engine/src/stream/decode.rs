@@ -117,6 +117,22 @@ pub struct Decoded {
     pub dead: Vec<(usize, String)>,
 }
 
+/// What a micro-batch's JSON messages have become so far: parts of rows in message order, the message of each
+/// row, and dead letters.
+struct Out<'a> {
+    parts: Vec<RecordBatch>,
+    rows: Vec<usize>,
+    dead: &'a mut Vec<(usize, String)>,
+}
+
+impl Out<'_> {
+    /// Rows decoded from `messages`, one each.
+    fn add(&mut self, b: RecordBatch, messages: std::ops::Range<usize>) {
+        self.parts.push(b);
+        self.rows.extend(messages);
+    }
+}
+
 /// Decodes message values of one format into a table's rows.
 pub struct Decoder {
     format: Format,
@@ -235,10 +251,13 @@ impl Decoder {
         m: &Messages,
         dead: &mut Vec<(usize, String)>,
     ) -> Option<(RecordBatch, Vec<usize>)> {
-        let mut parts = Vec::new();
-        let mut rows = Vec::new();
+        let mut out = Out {
+            parts: Vec::new(),
+            rows: Vec::new(),
+            dead,
+        };
         match self.flat.take() {
-            None => self.json_range(m, 0, m.len(), &mut parts, &mut rows, dead),
+            None => self.json_range(m, 0, m.len(), &mut out),
             Some(mut flat) => {
                 let n = m.len();
                 // messages fast_from..i are rows in `flat`
@@ -248,21 +267,26 @@ impl Decoder {
                         i += 1;
                         continue;
                     }
-                    Self::flat_rows(&mut flat, fast_from, i, &mut parts, &mut rows, dead);
+                    Self::flat_rows(&mut flat, fast_from, i, &mut out);
                     let slow_from = i;
                     i += 1;
                     while i < n && !flat.push(m.value(i)) {
                         i += 1;
                     }
-                    self.json_range(m, slow_from, i, &mut parts, &mut rows, dead);
+                    self.json_range(m, slow_from, i, &mut out);
                     // message i, if any, is flat's first row now
                     fast_from = i;
                     i += 1;
                 }
-                Self::flat_rows(&mut flat, fast_from, n, &mut parts, &mut rows, dead);
+                Self::flat_rows(&mut flat, fast_from, n, &mut out);
                 self.flat = Some(flat);
             }
         }
+        let Out {
+            mut parts,
+            rows,
+            dead,
+        } = out;
         if rows.is_empty() {
             return None;
         }
@@ -283,24 +307,16 @@ impl Decoder {
     }
 
     /// The fast path's rows, messages `from..to`, as one part.
-    fn flat_rows(
-        flat: &mut FlatJson,
-        from: usize,
-        to: usize,
-        parts: &mut Vec<RecordBatch>,
-        rows: &mut Vec<usize>,
-        dead: &mut Vec<(usize, String)>,
-    ) {
+    fn flat_rows(flat: &mut FlatJson, from: usize, to: usize, out: &mut Out<'_>) {
         if flat.rows() == 0 {
             return;
         }
         match flat.finish() {
-            Ok(b) => {
-                parts.push(b);
-                rows.extend(from..to);
-            }
+            Ok(b) => out.add(b, from..to),
             // cannot happen (the columns are built for the schema); never lose the messages if it does
-            Err(e) => dead.extend((from..to).map(|i| (i, format!("internal error: {e}")))),
+            Err(e) => out
+                .dead
+                .extend((from..to).map(|i| (i, format!("internal error: {e}")))),
         }
     }
 
@@ -310,15 +326,7 @@ impl Decoder {
     /// dead letter, after the run before it is decoded again from a fresh decoder (the failed message left the
     /// decoder mid-value; the run's bytes were fine). A value that does not convert to its column only shows when
     /// a run becomes columns: the run is halved until that message is found. A clean run costs one pass.
-    fn json_range(
-        &mut self,
-        m: &Messages,
-        from: usize,
-        to: usize,
-        parts: &mut Vec<RecordBatch>,
-        rows: &mut Vec<usize>,
-        dead: &mut Vec<(usize, String)>,
-    ) {
+    fn json_range(&mut self, m: &Messages, from: usize, to: usize, out: &mut Out<'_>) {
         let mut start = from;
         if self.json.as_ref().is_none_or(|d| !d.is_empty()) {
             self.reset_json();
@@ -328,11 +336,11 @@ impl Decoder {
                 continue;
             }
             self.reset_json();
-            self.json_run(m, start, i, parts, rows, dead);
-            self.json_alone(m, i, parts, rows, dead);
+            self.json_run(m, start, i, out);
+            self.json_alone(m, i, out);
             start = i + 1;
         }
-        self.flush_run(m, start, to, parts, rows, dead);
+        self.flush_run(m, start, to, out);
     }
 
     fn reset_json(&mut self) {
@@ -357,77 +365,52 @@ impl Decoder {
     }
 
     /// Decodes messages `from..to`, each known to hold one record, from a fresh decoder.
-    fn json_run(
-        &mut self,
-        m: &Messages,
-        from: usize,
-        to: usize,
-        parts: &mut Vec<RecordBatch>,
-        rows: &mut Vec<usize>,
-        dead: &mut Vec<(usize, String)>,
-    ) {
+    fn json_run(&mut self, m: &Messages, from: usize, to: usize, out: &mut Out<'_>) {
         for i in from..to {
             if !self.feed(m, i, i - from) {
                 // cannot happen (they fed cleanly before); never lose them if it does
                 self.reset_json();
                 for j in from..to {
-                    self.json_alone(m, j, parts, rows, dead);
+                    self.json_alone(m, j, out);
                 }
                 return;
             }
         }
-        self.flush_run(m, from, to, parts, rows, dead);
+        self.flush_run(m, from, to, out);
     }
 
     /// Turns the fed run `from..to` into columns; on a conversion error, halves it.
-    fn flush_run(
-        &mut self,
-        m: &Messages,
-        from: usize,
-        to: usize,
-        parts: &mut Vec<RecordBatch>,
-        rows: &mut Vec<usize>,
-        dead: &mut Vec<(usize, String)>,
-    ) {
+    fn flush_run(&mut self, m: &Messages, from: usize, to: usize, out: &mut Out<'_>) {
         if from >= to {
             return;
         }
         let flushed = self.json.as_mut().map(|d| d.flush());
         match flushed {
             Some(Ok(Some(b))) if b.num_rows() == to - from => {
-                parts.push(b);
-                rows.extend(from..to);
+                out.add(b, from..to);
             }
             _ => {
                 self.reset_json();
                 if to - from <= 4 {
                     for i in from..to {
-                        self.json_alone(m, i, parts, rows, dead);
+                        self.json_alone(m, i, out);
                     }
                 } else {
                     let mid = from + (to - from) / 2;
-                    self.json_run(m, from, mid, parts, rows, dead);
-                    self.json_run(m, mid, to, parts, rows, dead);
+                    self.json_run(m, from, mid, out);
+                    self.json_run(m, mid, to, out);
                 }
             }
         }
     }
 
     /// One message on its own: a row, or a dead letter that says why. Leaves the decoder empty.
-    fn json_alone(
-        &mut self,
-        m: &Messages,
-        i: usize,
-        parts: &mut Vec<RecordBatch>,
-        rows: &mut Vec<usize>,
-        dead: &mut Vec<(usize, String)>,
-    ) {
+    fn json_alone(&mut self, m: &Messages, i: usize, out: &mut Out<'_>) {
         match self.decode_one(m.value(i)) {
             Ok(b) => {
-                parts.push(b);
-                rows.push(i);
+                out.add(b, i..i + 1);
             }
-            Err(e) => dead.push((i, e)),
+            Err(e) => out.dead.push((i, e)),
         }
     }
 

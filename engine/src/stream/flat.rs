@@ -19,23 +19,14 @@ use std::sync::Arc;
 /// Nesting deeper than this inside an undeclared field is left to the general decoder.
 const MAX_DEPTH: usize = 64;
 
-#[derive(Debug, Clone, Copy)]
-enum Kind {
+/// A column's values so far (one per row, a default under a null).
+enum Values {
     /// Any integer type, with the range of values it holds.
     Int {
+        v: Vec<i64>,
         lo: i64,
         hi: i64,
     },
-    F32,
-    F64,
-    Bool,
-    /// Utf8, Utf8View and LargeUtf8 (built as Utf8 and cast).
-    Text,
-}
-
-/// A column's values so far (one per row, a default under a null).
-enum Values {
-    Int(Vec<i64>),
     F32(Vec<f32>),
     F64(Vec<f64>),
     Bool(Vec<bool>),
@@ -54,20 +45,37 @@ struct Column {
 }
 
 impl Column {
-    fn new(k: Kind) -> Self {
-        Self {
-            valid: Vec::new(),
-            values: match k {
-                Kind::Int { .. } => Values::Int(Vec::new()),
-                Kind::F32 => Values::F32(Vec::new()),
-                Kind::F64 => Values::F64(Vec::new()),
-                Kind::Bool => Values::Bool(Vec::new()),
-                Kind::Text => Values::Text {
-                    ends: Vec::new(),
-                    data: Vec::new(),
-                },
+    /// A column of type `t`; `None` for a type the fast path does not decode (the general decoder does them all).
+    fn of(t: &DataType) -> Option<Self> {
+        let int = |lo: i64, hi: i64| Values::Int {
+            v: Vec::new(),
+            lo,
+            hi,
+        };
+        let values = match t {
+            DataType::Int8 => int(i8::MIN.into(), i8::MAX.into()),
+            DataType::Int16 => int(i16::MIN.into(), i16::MAX.into()),
+            DataType::Int32 => int(i32::MIN.into(), i32::MAX.into()),
+            DataType::Int64 => int(i64::MIN, i64::MAX),
+            DataType::UInt8 => int(0, u8::MAX.into()),
+            DataType::UInt16 => int(0, u16::MAX.into()),
+            DataType::UInt32 => int(0, u32::MAX.into()),
+            // larger values are left to the general decoder
+            DataType::UInt64 => int(0, i64::MAX),
+            DataType::Float32 => Values::F32(Vec::new()),
+            DataType::Float64 => Values::F64(Vec::new()),
+            DataType::Boolean => Values::Bool(Vec::new()),
+            // Utf8View and LargeUtf8 are built as Utf8 and cast
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Values::Text {
+                ends: Vec::new(),
+                data: Vec::new(),
             },
-        }
+            _ => return None,
+        };
+        Some(Self {
+            valid: Vec::new(),
+            values,
+        })
     }
 
     fn len(&self) -> usize {
@@ -77,7 +85,7 @@ impl Column {
     fn push_null(&mut self) {
         self.valid.push(false);
         match &mut self.values {
-            Values::Int(v) => v.push(0),
+            Values::Int { v, .. } => v.push(0),
             Values::F32(v) => v.push(0.0),
             Values::F64(v) => v.push(0.0),
             Values::Bool(v) => v.push(false),
@@ -99,7 +107,7 @@ impl Column {
         }
         self.valid.truncate(n);
         match &mut self.values {
-            Values::Int(v) => v.truncate(n),
+            Values::Int { v, .. } => v.truncate(n),
             Values::F32(v) => v.truncate(n),
             Values::F64(v) => v.truncate(n),
             Values::Bool(v) => v.truncate(n),
@@ -116,7 +124,7 @@ impl Column {
             (!self.valid.iter().all(|&v| v)).then(|| NullBuffer::from(self.valid.as_slice()));
         self.valid.clear();
         let a: ArrayRef = match &mut self.values {
-            Values::Int(v) => Arc::new(Int64Array::new(renew(v).into(), nulls)),
+            Values::Int { v, .. } => Arc::new(Int64Array::new(renew(v).into(), nulls)),
             Values::F32(v) => Arc::new(Float32Array::new(renew(v).into(), nulls)),
             Values::F64(v) => Arc::new(Float64Array::new(renew(v).into(), nulls)),
             Values::Bool(v) => Arc::new(BooleanArray::new(v.as_slice().into(), nulls)),
@@ -179,7 +187,6 @@ enum Str {
 pub struct FlatJson {
     schema: SchemaRef,
     names: Vec<Vec<u8>>,
-    kinds: Vec<Kind>,
     columns: Vec<Column>,
     scratch: String,
     rows: usize,
@@ -188,29 +195,9 @@ pub struct FlatJson {
 impl std::fmt::Debug for FlatJson {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlatJson")
-            .field("kinds", &self.kinds)
+            .field("columns", &self.columns.len())
             .field("rows", &self.rows)
             .finish()
-    }
-}
-
-fn kind_of(t: &DataType) -> Option<Kind> {
-    let int = |lo: i64, hi: i64| Some(Kind::Int { lo, hi });
-    match t {
-        DataType::Int8 => int(i8::MIN.into(), i8::MAX.into()),
-        DataType::Int16 => int(i16::MIN.into(), i16::MAX.into()),
-        DataType::Int32 => int(i32::MIN.into(), i32::MAX.into()),
-        DataType::Int64 => int(i64::MIN, i64::MAX),
-        DataType::UInt8 => int(0, u8::MAX.into()),
-        DataType::UInt16 => int(0, u16::MAX.into()),
-        DataType::UInt32 => int(0, u32::MAX.into()),
-        // larger values are left to the general decoder
-        DataType::UInt64 => int(0, i64::MAX),
-        DataType::Float32 => Some(Kind::F32),
-        DataType::Float64 => Some(Kind::F64),
-        DataType::Boolean => Some(Kind::Bool),
-        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Some(Kind::Text),
-        _ => None,
     }
 }
 
@@ -439,10 +426,10 @@ impl Cursor<'_> {
 impl FlatJson {
     /// `None` when a column has a type the fast path does not decode (the general decoder does them all).
     pub fn new(schema: &SchemaRef) -> Option<Self> {
-        let kinds = schema
+        let columns = schema
             .fields()
             .iter()
-            .map(|f| kind_of(f.data_type()))
+            .map(|f| Column::of(f.data_type()))
             .collect::<Option<Vec<_>>>()?;
         Some(Self {
             schema: schema.clone(),
@@ -451,8 +438,7 @@ impl FlatJson {
                 .iter()
                 .map(|f| f.name().as_bytes().to_vec())
                 .collect(),
-            columns: kinds.iter().map(|&k| Column::new(k)).collect(),
-            kinds,
+            columns,
             scratch: String::new(),
             rows: 0,
         })
@@ -542,7 +528,6 @@ impl FlatJson {
 
     /// The value of column `k`, appended to it.
     fn value(&mut self, c: &mut Cursor<'_>, text: &str, k: usize) -> Option<()> {
-        let kind = self.kinds[k];
         let col = &mut self.columns[k];
         match c.peek()? {
             b'n' => {
@@ -551,18 +536,18 @@ impl FlatJson {
             }
             b't' | b'f' => {
                 let (s, e) = c.literal(b"true").or_else(|| c.literal(b"false"))?;
-                match (kind, &mut col.values) {
-                    (Kind::Bool, Values::Bool(v)) => {
+                match &mut col.values {
+                    Values::Bool(v) => {
                         v.push(e - s == 4);
                         col.valid.push(true);
                     }
-                    (Kind::Text, _) => col.push_text(&c.b[s..e]),
+                    Values::Text { .. } => col.push_text(&c.b[s..e]),
                     _ => return None,
                 }
             }
             b'"' => {
                 c.i += 1;
-                if !matches!(kind, Kind::Text) {
+                if !matches!(col.values, Values::Text { .. }) {
                     return None;
                 }
                 match c.string(text, &mut self.scratch)? {
@@ -573,29 +558,29 @@ impl FlatJson {
             b'-' | b'0'..=b'9' => {
                 let (s, e, int) = c.number()?;
                 let n = &c.b[s..e];
-                match (kind, &mut col.values) {
-                    (Kind::Int { lo, hi }, Values::Int(v)) if int => {
+                match &mut col.values {
+                    Values::Int { v, lo, hi } if int => {
                         let x = lexical_core::parse::<i64>(n).ok()?;
-                        if !(lo..=hi).contains(&x) {
+                        if !(*lo..=*hi).contains(&x) {
                             return None;
                         }
                         v.push(x);
                     }
-                    (Kind::F64, Values::F64(v)) => {
+                    Values::F64(v) => {
                         let x = lexical_core::parse::<f64>(n).ok()?;
                         if !x.is_finite() {
                             return None;
                         }
                         v.push(x);
                     }
-                    (Kind::F32, Values::F32(v)) => {
+                    Values::F32(v) => {
                         let x = lexical_core::parse::<f32>(n).ok()?;
                         if !x.is_finite() {
                             return None;
                         }
                         v.push(x);
                     }
-                    (Kind::Text, _) => {
+                    Values::Text { .. } => {
                         col.push_text(n);
                         return Some(());
                     }
