@@ -15,6 +15,10 @@ from jupyter_client.manager import start_new_kernel
 KERNEL_NAME = "kestrel"
 TIMEOUT = 60
 
+# Kernels of SQL tests do not start evcxr in the background (tests/test_rust.py asks for it); a %%rust cell still
+# works, starting evcxr when it runs.
+os.environ.setdefault("KESTREL_RUST_WARMUP", "0")
+
 
 @dataclass
 class Execution:

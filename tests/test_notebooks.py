@@ -27,7 +27,10 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("ORDER BY visits DESC", "| product  |     75 |         35.5 |"),
         ("TO 'output/user_features.parquet'", "Copied 25 rows to 'output/user_features.parquet'"),
         ("AS mean_avg_session", "|    25 |             36.4 |"),
-        ("generate_series(1, 2000000)", "(showing 50 of 2,000,000 rows)"),
+        ("SELECT value AS n, value * value AS n_squared FROM generate_series(1, 2000000)", "(showing 50 of 2,000,000 rows)"),
+        ("title='Visits per page'", 'bar plot "Visits per page", x=page (categories), y=visits; 6 rows, 6 bars drawn'),
+        ("bins=20 title='How long sessions last", "of duration, y=duration; 400 rows, 15 non-empty bins drawn (20 bins over 400 rows)"),
+        ("title='Two million points'", "2,000,000 rows"),
         ("FROM sesions", "table 'datafusion.public.sesions' not found"),
     ],
     "02-vector-search.ipynb": [
@@ -61,6 +64,9 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ('AS hits FROM breakfast_ideas', '| cooking  |    6 |'),
     ],
     "03-time-series-features.ipynb": [
+        ("title='5-minute averages, 24 April'", "x=bucket (time), 3 series: s14, s01, s05; 839 rows"),
+        ("title='s05 through its silence'", "3 series: carried, interpolated, measured; 24 rows"),
+        ("title='s03: week 1 and week 2'", "2 series: week 1, week 2; 40,325 rows"),
         ("DESCRIBE readings", "| ts          | Timestamp(µs) | YES         |"),
         ("GROUP BY sensor_id\nORDER BY sensor_id", "| s20       |     9091 | 2026-04-23T09:03:06 | 2026-05-05T23:59:08 |     21 |"),
         ("stddev(temperature) AS std_temp, count(*) AS n", "(showing 50 of 79,825 rows)"),
@@ -92,6 +98,19 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("ks_statistic(temperature", "| s11       | 0.768 | 4.161 |\n| s03       | 0.452 | 1.977 |\n"
                                      "| s17       | 0.381 | 1.053 |\n| s06       | 0.157 | 0.335 |\n| s09       | 0.025 | 0.031 |"),
         ("'2026-04-22 00:00:00') AS week", "| s06       | 2026-04-29T00:00:00 | 1.4.2 |    24.22 |     1.81 |    30.81 |"),
+    ],
+    "05-rust-cells.ipynb": [
+        ("title='Raw readings'", "3 series: tutorial-1, tutorial-2, tutorial-3; 4,200 rows, 4,200 points drawn"),
+        ('kestrel::register("smoothed", &out)', "registered 4200 rows as table smoothed"),
+        # EWMA restarts and averages, checked against a Python loop over the same formula
+        ("sum(restart) AS restarts",
+         "| tutorial-1 |     1440 |      1.0 |   19.957 |\n| tutorial-2 |     1440 |      1.0 |   19.881 |\n"
+         "| tutorial-3 |     1320 |      2.0 |   19.673 |"),
+        ("title='tutorial-3: raw and smoothed'", "2 series: temperature, ewma; 1,320 rows, 2,640 points drawn"),
+        ("title='Residuals'", "4,200 rows"),
+        ("kestrel::show(", "| tutorial-3 | 5      | 5.7   |"),
+        ('let threshold: f64 = "three";', "CompileError: mismatched types"),
+        ("SELECT count(*) AS spikes FROM spikes", "|     17 |"),
     ],
     "04-streaming-features.ipynb": [
         ("kafka_demo('readings', 3000, 0.01, 'sensors', 6000)", "| readings | kafka://demo/readings | sensors |     3000.0 |"),

@@ -16,6 +16,7 @@ mod names;
 mod optimize;
 mod outcome;
 pub mod parse;
+pub mod plot;
 pub mod stream;
 pub mod sys;
 pub mod time;
@@ -473,5 +474,45 @@ impl Engine {
     /// What is known about the name at byte offset `cursor` of `code`: a table's columns or a function's docs.
     pub async fn inspect(&self, code: &str, cursor: usize) -> Option<Inspection> {
         inspect::inspect(&self.ctx, code, cursor).await
+    }
+}
+
+impl Engine {
+    /// Makes `batches` the in-memory table `name` (SQL rules: unquoted names are lower-cased), replacing an
+    /// in-memory table of that name; a live table, view or file table of that name is an error. Returns the
+    /// confirmation ("Registered table features (3 rows)").
+    pub async fn register_batches(
+        &self,
+        name: &str,
+        schema: datafusion::arrow::datatypes::SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<String, EngineError> {
+        use datafusion::catalog::MemTable;
+        use datafusion::common::TableReference;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(EngineError::new(ErrorKind::Plan, "a table needs a name"));
+        }
+        let table = TableReference::from(name);
+        if let Ok(existing) = self.ctx.table_provider(table.clone()).await {
+            let any: &dyn std::any::Any = existing.as_ref();
+            if any.downcast_ref::<MemTable>().is_none() || self.views.get(&table).is_some() {
+                return Err(EngineError::new(
+                    ErrorKind::Plan,
+                    format!(
+                        "{table} exists and is not an in-memory table (a live table, file table or view); DROP it \
+                         first or choose another name"
+                    ),
+                ));
+            }
+        }
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let mem = MemTable::try_new(schema, vec![batches])?;
+        self.ctx.deregister_table(table.clone())?;
+        self.ctx.register_table(table.clone(), Arc::new(mem))?;
+        Ok(format!(
+            "Registered table {table} ({})",
+            outcome::rows(rows as u64)
+        ))
     }
 }

@@ -6,8 +6,10 @@
 
 mod cli;
 mod install;
+mod plot;
 mod protocol;
 mod render;
+mod rust;
 mod sql_kernel;
 mod watch;
 
@@ -70,6 +72,9 @@ fn history_path() -> Option<PathBuf> {
 }
 
 fn main() -> std::process::ExitCode {
+    // evcxr runs Rust cells in a child process that is this binary again (and wraps rustc with it for its build
+    // cache): in those roles this call does not return.
+    evcxr::runtime_hook();
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -84,7 +89,9 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             Command::Kernel { connection_file } => {
-                let kernel = sql_kernel::SqlKernel::new(kestrel_engine::Engine::new());
+                // Rust cells start in the background unless KESTREL_RUST_WARMUP=0 (then at the first %%rust cell).
+                let warm = std::env::var("KESTREL_RUST_WARMUP").map_or(true, |v| v != "0");
+                let kernel = sql_kernel::SqlKernel::new(kestrel_engine::Engine::new(), warm);
                 protocol::serve(connection_file, kernel, history_path()).await
             }
             Command::Install { prefix, name } => {

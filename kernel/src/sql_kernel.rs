@@ -2,10 +2,12 @@
 //!
 //! A cell may start with a magic line (`%%sql`, the default). Magics of later capabilities plug in here.
 
+use crate::plot;
 use crate::protocol::{
     CompleteOutcome, ExecuteOutcome, Interpreter, IsComplete, KernelInfo, MimeBundle, Publisher,
 };
 use crate::render;
+use crate::rust::RustCells;
 use crate::watch::{self, WatchArgs, Watches};
 use kestrel_engine::{count_rows, input_state, Engine, InputState, Outcome, Progress, RunOptions};
 use serde_json::{json, Map};
@@ -22,13 +24,55 @@ pub const DISPLAY_ROWS: usize = 50;
 pub struct SqlKernel {
     engine: Engine,
     watches: Watches,
+    rust: RustCells,
 }
 
 impl SqlKernel {
-    pub fn new(engine: Engine) -> Self {
+    /// A kernel on `engine`; with `warm_rust`, evcxr starts in the background now rather than at the first
+    /// `%%rust` cell.
+    pub fn new(engine: Engine, warm_rust: bool) -> Self {
         Self {
+            rust: RustCells::new(engine.clone(), warm_rust),
             engine,
             watches: Watches::default(),
+        }
+    }
+
+    /// `%%plot KIND ...` then a query: the engine reduces the result, plotters draws it as SVG.
+    async fn plot(&self, args: &str, body: &str, out: Publisher) -> ExecuteOutcome {
+        let args = match plot::parse_args(args) {
+            Ok(a) => a,
+            Err(e) => return error("UsageError", e),
+        };
+        if body.trim().is_empty() {
+            return error(
+                "UsageError",
+                "%%plot needs a query on the lines after it".into(),
+            );
+        }
+        let progress = Arc::new(Progress::default());
+        let display = ProgressDisplay::start(out, progress);
+        let data = self.engine.plot(body, &args.request).await;
+        drop(display);
+        let data = match data {
+            Ok(d) => d,
+            Err(e) => {
+                let (ename, evalue, traceback) = render::error_parts(&e);
+                return ExecuteOutcome::Error {
+                    ename,
+                    evalue,
+                    traceback,
+                };
+            }
+        };
+        match plot::svg(&data, &args) {
+            Ok(svg) => {
+                let mut bundle = Map::new();
+                bundle.insert("image/svg+xml".into(), json!(svg));
+                bundle.insert("text/plain".into(), json!(plot::describe(&data, &args)));
+                ExecuteOutcome::Ok(Some(bundle))
+            }
+            Err(e) => error("PlotError", e),
         }
     }
 
@@ -212,10 +256,14 @@ impl Interpreter for SqlKernel {
                     Err(e) => error("UsageError", e),
                 };
             }
+            Some(("plot", args)) => return self.plot(args, body, out).await,
+            Some(("rust", _)) => return self.rust.execute(body, out).await,
             Some((name, _)) => {
                 return error(
                     "UsageError",
-                    format!("unknown cell magic %%{name}; available: %%sql, %%watch"),
+                    format!(
+                        "unknown cell magic %%{name}; available: %%sql, %%rust, %%plot, %%watch"
+                    ),
                 );
             }
         }
@@ -251,6 +299,17 @@ impl Interpreter for SqlKernel {
     }
 
     async fn complete(&self, code: String, cursor: usize) -> CompleteOutcome {
+        if let (Some(("rust", _)), body) = split_magic(&code) {
+            // evcxr completes the cell's body; offsets move by the magic line.
+            let offset = code.len() - body.len();
+            if cursor < offset {
+                return CompleteOutcome::default();
+            }
+            let mut c = self.rust.complete(body, cursor - offset).await;
+            c.start += offset;
+            c.end += offset;
+            return c;
+        }
         let c = self.engine.complete(&code, cursor).await;
         CompleteOutcome {
             matches: c.matches(),
@@ -280,10 +339,14 @@ impl Interpreter for SqlKernel {
 
     fn interrupt(&self) {
         self.watches.stop_all();
+        self.rust.interrupt();
     }
 
     fn is_complete(&self, code: &str) -> IsComplete {
-        let (_, body) = split_magic(code);
+        let (magic, body) = split_magic(code);
+        if matches!(magic, Some(("rust", _))) {
+            return IsComplete::Complete;
+        }
         match input_state(body) {
             InputState::Complete => IsComplete::Complete,
             InputState::Incomplete => IsComplete::Incomplete,

@@ -48,8 +48,7 @@ impl Publisher {
         let _ = self.tx.send(IopubCommand::Send(msg));
     }
 
-    /// Text on stdout/stderr. SQL cells print nothing; Rust cells (evcxr) will stream through this.
-    #[allow(dead_code)]
+    /// Text on stdout/stderr: what Rust cells print.
     pub fn stream(&self, name: &str, text: &str) {
         self.send("stream", json!({ "name": name, "text": text }));
     }
