@@ -4,6 +4,7 @@ large results are reduced in the engine, and mistakes are named."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -136,3 +137,26 @@ def test_plot_mistakes_are_named(kc, code, ename, message):
     assert message in ex.error["evalue"], ex.error["evalue"]
     # the kernel lives on
     assert execute(kc, "SELECT 1").status == "ok"
+
+
+def test_a_watched_plot_redraws_in_place(kc):
+    assert execute(kc, "CREATE TABLE growing (k TEXT, n BIGINT); INSERT INTO growing VALUES ('a', 1)").status == "ok"
+    ex = execute(kc, "%%watch 300ms\n%%plot bar x=k y=n title='Growing'\nSELECT k, n FROM growing")
+    assert ex.status == "ok", ex.outputs
+    first = ex.of_type("display_data")[0]["content"]
+    display_id = first["transient"]["display_id"]
+    assert "1 bars" in first["data"]["text/plain"] and "Growing" in first["data"]["image/svg+xml"]
+    assert "every 300.0 ms" in first["data"]["image/svg+xml"]  # the watch footer is drawn into the picture
+    watch_id = ex.reply["parent_header"]["msg_id"]
+    assert execute(kc, "INSERT INTO growing VALUES ('b', 2)").status == "ok"
+    deadline = time.monotonic() + 30
+    while True:
+        assert time.monotonic() < deadline, "no redrawn plot with the new bar"
+        msg = kc.get_iopub_msg(timeout=10)
+        if msg["parent_header"].get("msg_id") != watch_id or msg["msg_type"] != "update_display_data":
+            continue
+        assert msg["content"]["transient"]["display_id"] == display_id
+        if "2 bars" in msg["content"]["data"]["text/plain"]:
+            assert ">b<" in msg["content"]["data"]["image/svg+xml"].replace("\n", "")
+            break
+    assert "stopped 1 watch" in execute(kc, "%%watch stop").result["text/plain"]

@@ -471,6 +471,35 @@ fn draw(root: &DrawingArea<SVGBackend, Shift>, data: &PlotData, args: &PlotArgs)
     Ok(())
 }
 
+/// The cell's output: the SVG and its text/plain description.
+pub fn bundle(
+    data: &PlotData,
+    args: &PlotArgs,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let svg = svg(data, args)?;
+    let mut bundle = serde_json::Map::new();
+    bundle.insert("image/svg+xml".into(), serde_json::json!(svg));
+    bundle.insert("text/plain".into(), serde_json::json!(describe(data, args)));
+    Ok(bundle)
+}
+
+/// Writes a small grey line of text in the bottom right corner of an SVG (a watched plot's "updated ..." line).
+pub fn with_footer(svg: &str, footer: &str) -> String {
+    let Some(end) = svg.rfind("</svg>") else {
+        return svg.to_string();
+    };
+    let text = footer
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        "{}<text x=\"99%\" y=\"99%\" text-anchor=\"end\" font-family=\"sans-serif\" font-size=\"11\" \
+         fill=\"#888\">{text}</text>\n{}",
+        &svg[..end],
+        &svg[end..]
+    )
+}
+
 /// What was drawn, for text/plain.
 pub fn describe(data: &PlotData, args: &PlotArgs) -> String {
     let title = args.title.clone().unwrap_or_else(|| default_title(data));
@@ -541,6 +570,16 @@ mod tests {
         assert!(err("line title='open").contains("unclosed quote"));
         assert!(err("line y=").contains("y= needs"));
         assert!(err("line ts").contains("'ts' is not an option"));
+    }
+
+    #[test]
+    fn a_footer_goes_inside_the_svg() {
+        let svg = with_footer("<svg a=\"1\">\n<rect/>\n</svg>\n", "updated 10:00 · a < b");
+        assert!(svg.starts_with("<svg a=\"1\">\n<rect/>\n<text x=\"99%\""));
+        assert!(
+            svg.contains(">updated 10:00 · a &lt; b</text>\n</svg>\n"),
+            "{svg}"
+        );
     }
 
     #[test]

@@ -65,13 +65,8 @@ impl SqlKernel {
                 };
             }
         };
-        match plot::svg(&data, &args) {
-            Ok(svg) => {
-                let mut bundle = Map::new();
-                bundle.insert("image/svg+xml".into(), json!(svg));
-                bundle.insert("text/plain".into(), json!(plot::describe(&data, &args)));
-                ExecuteOutcome::Ok(Some(bundle))
-            }
+        match plot::bundle(&data, &args) {
+            Ok(bundle) => ExecuteOutcome::Ok(Some(bundle)),
             Err(e) => error("PlotError", e),
         }
     }
@@ -168,7 +163,7 @@ fn progress_bundle(progress: &Progress, elapsed: Duration) -> MimeBundle {
 }
 
 /// Splits a leading `%%magic args` line off a cell.
-fn split_magic(code: &str) -> (Option<(&str, &str)>, &str) {
+pub(crate) fn split_magic(code: &str) -> (Option<(&str, &str)>, &str) {
     let trimmed = code.trim_start();
     let Some(rest) = trimmed.strip_prefix("%%") else {
         return (None, code);

@@ -5,6 +5,7 @@
 //! `update_display_data` for that id. It stops when the same query is watched again (re-running the cell), on
 //! interrupt, on `%%watch stop`, after its time limit (`for=`, default one hour), or when the query fails.
 
+use crate::plot;
 use crate::protocol::{MimeBundle, Publisher};
 use crate::render;
 use kestrel_engine::{group_thousands, Engine, Outcome, RunOptions};
@@ -98,6 +99,10 @@ pub struct Watches {
 }
 
 fn footer_bundle(mut bundle: MimeBundle, footer: &str) -> MimeBundle {
+    if let Some(svg) = bundle.get("image/svg+xml").and_then(|v| v.as_str()) {
+        let svg = plot::with_footer(svg, footer);
+        bundle.insert("image/svg+xml".into(), json!(svg));
+    }
     if let Some(html) = bundle.get("text/html").and_then(|v| v.as_str()) {
         let html = format!(
             "{html}<div class=\"kestrel-watch\" style=\"color:#888;font-size:0.85em\">{}</div>",
@@ -123,6 +128,15 @@ fn text_bundle(text: &str) -> MimeBundle {
 }
 
 async fn run_once(engine: &Engine, query: &str) -> Result<MimeBundle, String> {
+    // `%%watch 5s` over `%%plot ...` and its query: a plot that redraws itself.
+    if let (Some(("plot", args)), body) = crate::sql_kernel::split_magic(query) {
+        let args = plot::parse_args(args)?;
+        let data = engine
+            .plot(body, &args.request)
+            .await
+            .map_err(|e| render::error_parts(&e).1)?;
+        return plot::bundle(&data, &args);
+    }
     match engine
         .run_cell(query, &RunOptions::preview(WATCH_ROWS))
         .await
