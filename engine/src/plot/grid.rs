@@ -257,16 +257,15 @@ impl M4Line {
             self.buckets = vec![M4::default(); self.n];
             Grid::fitted(lo.min(x), hi.max(x), self.n)
         });
-        let i = loop {
+        loop {
             match grid.index(x) {
-                Some(i) => break i,
+                Some(i) => return i,
                 None => {
                     let how = grid.double_towards(x);
                     remap(&mut self.buckets, grid.n, 1, 1, 0, how);
                 }
             }
-        };
-        i
+        }
     }
 
     /// The reduced line in x order; (NaN, NaN) separates the pieces of a line broken by NULLs.
