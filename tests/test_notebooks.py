@@ -113,6 +113,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("SELECT count(*) AS spikes FROM spikes", "|     17 |"),
     ],
     "04-streaming-features.ipynb": [
+        ("title='Average temperature per sensor, live'", 'bar plot "Average temperature per sensor, live", x=sensor_id (categories)'),
         ("kafka_demo('readings', 3000, 0.01, 'sensors', 6000)", "| readings | kafka://demo/readings | sensors |     3000.0 |"),
         ("STORED AS KAFKA LOCATION 'kafka://demo/readings'", "Created live table readings: topic readings at the demo broker, 3 partitions"),
         ("SELECT count(*) AS readings", "|     5940 |      20 |   20.768 |"),
@@ -126,7 +127,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("AS readings_in_features", "|                 9900 |      20 |"),
         ("SELECT name, incremental, continuous, rows FROM sys.views", "| sensor_features | true        | true       |   20 |"),
         ("%%watch 1s", "⟳ every 1 s"),
-        ("%%watch stop", "stopped 1 watch"),
+        ("%%watch stop", "stopped 2 watches"),
         ("SELECT * FROM kafka_wait('items')", "| items      | 2000 |     2000 |      0 |   0 |"),
         ("count(*) AS nearest", "| c2       |      10 |"),
         ("CREATE INDEX items_embedding ON items", "Created index items_embedding on items (embedding): 2,000 vectors, euclidean"),

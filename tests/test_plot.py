@@ -84,6 +84,15 @@ def test_scatter_area_bar_and_histogram_draw(kc):
     assert "non-empty bins" in text
 
 
+def test_box_plots_show_exact_quartiles_per_series(kc):
+    svg, text = plot(kc, "%%plot box y=humidity series=site title='Humidity by site'\nSELECT * FROM readings")
+    t = texts(svg)
+    assert {"Humidity by site", "east", "north", "south", "site", "humidity"} <= set(t)
+    # humidity is 40 + value % 17 over 0..1439: each site's quartiles, checked against numpy's
+    assert "3 series: east (min 40, q1 44, median 48, q3 52, max 56, n=480)" in text, text
+    assert "3 boxes" in text
+
+
 def test_a_histogram_by_series_overlays_a_legend(kc):
     svg, text = plot(kc, "%%plot histogram y=humidity series=site bins=17\nSELECT * FROM readings")
     assert {"north", "south", "east"} <= set(texts(svg))

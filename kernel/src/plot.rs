@@ -4,7 +4,7 @@
 //! reduced data as SVG with plotters, plus a one-paragraph text/plain description of what was drawn.
 
 use kestrel_engine::group_thousands;
-use kestrel_engine::plot::{PlotData, PlotKind, PlotRequest, Shape, XAxis};
+use kestrel_engine::plot::{BoxStats, PlotData, PlotKind, PlotRequest, Shape, XAxis};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -161,6 +161,7 @@ fn color(i: usize) -> RGBColor {
 pub fn default_title(data: &PlotData) -> String {
     match data.kind {
         PlotKind::Histogram => format!("distribution of {}", data.x_label),
+        PlotKind::Box => format!("distribution of {}", data.y_label),
         _ if data.y_label.is_empty() => data.x_label.clone(),
         _ => format!("{} by {}", data.y_label, data.x_label),
     }
@@ -207,6 +208,10 @@ fn extent(data: &PlotData) -> ((f64, f64), (f64, f64)) {
                 for (i, &c) in counts.iter().enumerate() {
                     see(lo + width * (i + 1) as f64, c as f64);
                 }
+            }
+            Shape::Box { at, stats } => {
+                see(*at as f64, stats.min);
+                see(*at as f64, stats.max);
             }
         }
     }
@@ -441,6 +446,7 @@ fn draw(root: &DrawingArea<SVGBackend, Shift>, data: &PlotData, args: &PlotArgs)
                     .label(&s.name)
                     .legend(legend);
             }
+            Shape::Box { at, stats } => draw_box(&mut chart, *at as f64, stats, c)?,
             Shape::Bins { lo, width, counts } => {
                 let alpha = if n > 1 { 0.45 } else { 0.85 };
                 chart
@@ -458,8 +464,8 @@ fn draw(root: &DrawingArea<SVGBackend, Shift>, data: &PlotData, args: &PlotArgs)
             }
         }
     }
-    // A legend whenever there is more than one series to tell apart.
-    if n > 1 {
+    // A legend whenever there is more than one series to tell apart (boxes are named on the x axis).
+    if n > 1 && data.kind != PlotKind::Box {
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperRight)
@@ -500,12 +506,38 @@ pub fn with_footer(svg: &str, footer: &str) -> String {
     )
 }
 
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A box from the first to the third quartile with the median across it, whiskers to the minimum and maximum.
+fn draw_box(chart: &mut Chart, at: f64, s: &BoxStats, c: RGBColor) -> DrawResult {
+    let (half, cap) = (0.25, 0.1);
+    let line =
+        |a: (f64, f64), b: (f64, f64), w: u32| PathElement::new(vec![a, b], c.stroke_width(w));
+    chart.draw_series([
+        Rectangle::new([(at - half, s.q1), (at + half, s.q3)], c.mix(0.3).filled()),
+        Rectangle::new([(at - half, s.q1), (at + half, s.q3)], c.stroke_width(1)),
+    ])?;
+    chart.draw_series([
+        line((at - half, s.median), (at + half, s.median), 3),
+        line((at, s.q3), (at, s.max), 1),
+        line((at, s.min), (at, s.q1), 1),
+        line((at - cap, s.max), (at + cap, s.max), 1),
+        line((at - cap, s.min), (at + cap, s.min), 1),
+    ])?;
+    Ok(())
+}
+
 /// What was drawn, for text/plain.
 pub fn describe(data: &PlotData, args: &PlotArgs) -> String {
     let title = args.title.clone().unwrap_or_else(|| default_title(data));
     let mut parts = vec![format!("{} plot \"{title}\"", data.kind.name())];
     match data.kind {
         PlotKind::Histogram => parts.push(format!("of {}", data.x_label)),
+        PlotKind::Box => parts.push(format!("of {}", data.y_label)),
         _ => {
             let x_kind = match &data.x_axis {
                 XAxis::Time => " (time)",
@@ -515,7 +547,23 @@ pub fn describe(data: &PlotData, args: &PlotArgs) -> String {
             parts.push(format!("x={}{x_kind}", data.x_label));
         }
     }
-    let names: Vec<&str> = data.series.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<String> = data
+        .series
+        .iter()
+        .map(|s| match &s.shape {
+            Shape::Box { stats, .. } => format!(
+                "{} (min {}, q1 {}, median {}, q3 {}, max {}, n={})",
+                s.name,
+                number_label(stats.min),
+                number_label(stats.q1),
+                number_label(stats.median),
+                number_label(stats.q3),
+                number_label(stats.max),
+                stats.count
+            ),
+            _ => s.name.clone(),
+        })
+        .collect();
     parts.push(match names.len() {
         0 => "no data to draw".to_string(),
         1 => format!("y={}", names[0]),
@@ -528,6 +576,7 @@ pub fn describe(data: &PlotData, args: &PlotArgs) -> String {
         match data.kind {
             PlotKind::Bar => format!("{} bars", group_thousands(data.drawn)),
             PlotKind::Histogram => format!("{} non-empty bins", group_thousands(data.drawn)),
+            PlotKind::Box => format!("{} boxes", group_thousands(data.drawn)),
             _ => format!("{} points", group_thousands(data.drawn)),
         }
     ));

@@ -6,7 +6,8 @@
 //!   picture as every point;
 //! - scatter: the points themselves up to [`RAW_POINTS`], beyond that a density grid of counts;
 //! - bar: one bar per category (the first [`MAX_CATEGORIES`]), values of repeated categories summed;
-//! - histogram: exact counts in `bins` equal bins over the column's range.
+//! - histogram: exact counts in `bins` equal bins over the column's range;
+//! - box: exact quartiles, minimum and maximum per series (one grouped aggregate).
 //!
 //! Drawing is the caller's business; the engine returns coordinates as f64 (times as milliseconds since the epoch).
 
@@ -42,21 +43,24 @@ pub enum PlotKind {
     Scatter,
     Bar,
     Histogram,
+    Box,
 }
 
 impl PlotKind {
-    pub const ALL: [(&'static str, PlotKind); 5] = [
+    pub const ALL: [(&'static str, PlotKind); 6] = [
         ("line", PlotKind::Line),
         ("area", PlotKind::Area),
         ("scatter", PlotKind::Scatter),
         ("bar", PlotKind::Bar),
         ("histogram", PlotKind::Histogram),
+        ("box", PlotKind::Box),
     ];
 
     pub fn parse(name: &str) -> Option<PlotKind> {
         let name = name.to_ascii_lowercase();
         let name = match name.as_str() {
             "hist" => "histogram",
+            "boxplot" => "box",
             "points" => "scatter",
             other => other,
         };
@@ -115,6 +119,19 @@ pub enum Shape {
         width: f64,
         counts: Vec<u64>,
     },
+    /// The five numbers of a box (exact quartiles), at position `at` of [`XAxis::Categories`].
+    Box { at: usize, stats: BoxStats },
+}
+
+/// Minimum, quartiles and maximum of a series' values, and how many there were.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoxStats {
+    pub min: f64,
+    pub q1: f64,
+    pub median: f64,
+    pub q3: f64,
+    pub max: f64,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -242,8 +259,8 @@ fn choose_columns(schema: &DFSchema, req: &PlotRequest) -> Result<Columns, Engin
         .as_deref()
         .map(|s| resolve(schema, s, "series"))
         .transpose()?;
-    let histogram = req.kind == PlotKind::Histogram;
-    // A histogram bins its y columns; `x=col` names the column to bin when no y is given.
+    // Histograms and boxes summarise their y columns; `x=col` names the column when no y is given.
+    let histogram = matches!(req.kind, PlotKind::Histogram | PlotKind::Box);
     let x = if histogram {
         None
     } else {
@@ -449,6 +466,15 @@ impl Engine {
             reduction: None,
             left_out: Vec::new(),
         };
+        if req.kind == PlotKind::Box {
+            data.y_label = y_names.join(", ");
+            data.x_label = match cols.series {
+                Some(s) => name(s),
+                None => String::new(),
+            };
+            boxes(df, &cols, &column, &y_names, &mut data).await?;
+            return Ok(data);
+        }
         if req.kind == PlotKind::Histogram {
             data.x_label = y_names.join(", ");
             if cols
@@ -749,6 +775,113 @@ impl Reducer {
     }
 }
 
+/// Exact box statistics: one aggregate, grouped by the series column when there is one.
+async fn boxes(
+    df: DataFrame,
+    cols: &Columns,
+    column: &(dyn Fn(usize) -> Expr + Send + Sync),
+    y_names: &[String],
+    data: &mut PlotData,
+) -> Result<(), EngineError> {
+    use datafusion::functions_aggregate::expr_fn::percentile_cont;
+    use datafusion::logical_expr::{cast, SortExpr};
+    let mut aggs = vec![count(lit(1i64)).alias("_rows")];
+    for (j, &y) in cols.ys.iter().enumerate() {
+        let v = cast(column(y), DataType::Float64);
+        let quartile = |q: f64, name: &str| {
+            percentile_cont(SortExpr::new(v.clone(), true, false), lit(q))
+                .alias(format!("_{name}{j}"))
+        };
+        aggs.extend([
+            min(v.clone()).alias(format!("_min{j}")),
+            quartile(0.25, "q1"),
+            quartile(0.5, "median"),
+            quartile(0.75, "q3"),
+            max(v.clone()).alias(format!("_max{j}")),
+            count(v.clone()).alias(format!("_n{j}")),
+        ]);
+    }
+    let group: Vec<Expr> = cols
+        .series
+        .map(|s| vec![column(s).alias("_series")])
+        .unwrap_or_default();
+    let grouped = !group.is_empty();
+    let mut df = df.aggregate(group, aggs)?;
+    if grouped {
+        df = df.sort(vec![SortExpr::new(
+            Expr::Column(Column::new_unqualified("_series")),
+            true,
+            true,
+        )])?;
+    }
+    let batches = df.collect().await?;
+    let mut keys = SeriesKeys::new(y_names);
+    let mut found: Vec<Option<BoxStats>> = Vec::new();
+    for b in &batches {
+        let series = match b.schema().index_of("_series") {
+            Ok(i) => Some(as_text(b.column(i))?),
+            Err(_) => None,
+        };
+        let value = |name: &str, r: usize| -> Result<Option<f64>, EngineError> {
+            let Ok(i) = b.schema().index_of(name) else {
+                return Ok(None);
+            };
+            let v = as_f64(b.column(i))?;
+            Ok((!v.is_null(r)).then(|| v.value(r)))
+        };
+        for r in 0..b.num_rows() {
+            data.rows += value("_rows", r)?.unwrap_or(0.0) as u64;
+            let label = series
+                .as_ref()
+                .map(|s| if s.is_null(r) { "NULL" } else { s.value(r) });
+            let ks = keys.of(label).to_vec();
+            for j in 0..y_names.len() {
+                let (Some(k), Some(n)) =
+                    (ks.get(j).copied().flatten(), value(&format!("_n{j}"), r)?)
+                else {
+                    continue;
+                };
+                let get =
+                    |name: &str| value(&format!("_{name}{j}"), r).map(|v| v.unwrap_or(f64::NAN));
+                if n == 0.0 {
+                    continue;
+                }
+                let stats = BoxStats {
+                    min: get("min")?,
+                    q1: get("q1")?,
+                    median: get("median")?,
+                    q3: get("q3")?,
+                    max: get("max")?,
+                    count: n as u64,
+                };
+                while found.len() <= k {
+                    found.push(None);
+                }
+                found[k] = Some(stats);
+            }
+        }
+    }
+    let (labels, left_out) = keys.finish();
+    let mut categories = Vec::new();
+    for (k, stats) in found.into_iter().enumerate() {
+        let Some(stats) = stats else { continue };
+        let name = labels.get(k).cloned().unwrap_or_default();
+        data.series.push(Series {
+            name: name.clone(),
+            shape: Shape::Box {
+                at: categories.len(),
+                stats,
+            },
+        });
+        categories.push(name);
+    }
+    data.drawn = data.series.len() as u64;
+    data.x_axis = XAxis::Categories(categories);
+    data.left_out = left_out;
+    data.reduction = Some("exact quartiles; whiskers at the minimum and maximum".into());
+    Ok(())
+}
+
 /// Exact histogram: the range of the binned columns first (one aggregate), then the counts (one pass).
 async fn histogram(
     df: DataFrame,
@@ -953,6 +1086,36 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    #[tokio::test]
+    async fn boxes_have_exact_quartiles_per_series() {
+        let sql = "SELECT CASE WHEN value <= 100 THEN 'low' ELSE 'high' END AS grp, value AS v \
+                   FROM generate_series(1, 300)";
+        let mut req = request(PlotKind::Box);
+        req.y = vec!["v".into()];
+        req.series = Some("grp".into());
+        let d = plot(sql, req).await.unwrap();
+        assert_eq!(d.rows, 300);
+        assert_eq!(
+            d.x_axis,
+            XAxis::Categories(vec!["high".into(), "low".into()])
+        );
+        assert_eq!(
+            d.series[1].shape,
+            Shape::Box {
+                at: 1,
+                stats: BoxStats {
+                    min: 1.0,
+                    q1: 25.75,
+                    median: 50.5,
+                    q3: 75.25,
+                    max: 100.0,
+                    count: 100
+                }
+            }
+        );
+        assert!(matches!(d.series[0].shape, Shape::Box { at: 0, stats } if stats.median == 200.5));
     }
 
     #[tokio::test]
