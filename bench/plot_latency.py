@@ -59,9 +59,10 @@ def run(kc, code: str, timeout: float = 600):
     return elapsed, size
 
 
-def series(n: int) -> str:
+def series(n: int, duckdb: bool = False) -> str:
+    source = f"range(1, {n + 1}) AS t(value)" if duckdb else f"generate_series(1, {n})"
     return (f"SELECT value AS i, sin(value / {max(n // 50, 1)}.0) + (value % 97) / 200.0 AS v, "
-            f"(value * 7919) % 1009 AS w FROM generate_series(1, {n})")
+            f"(value * 7919) % 1009 AS w FROM {source}")
 
 
 def median_run(kc, code, repeat):
@@ -90,10 +91,10 @@ def main():
                  "%config InlineBackend.figure_formats = ['svg']", "import duckdb, matplotlib.pyplot as plt"]:
         run(kc, code)
     for n in SIZES:
-        run(kc, f"%sql CREATE OR REPLACE TABLE s AS {series(n).replace('generate_series(1, ', 'range(1, 1 + ')}")
+        run(kc, f"%sql CREATE OR REPLACE TABLE s AS {series(n, duckdb=True)}")
         t, size = median_run(kc, "%sqlplot histogram --table s --column v --bins 50", args.repeat)
         rows.append(("jupysql+DuckDB `%sqlplot histogram` (PNG)", n, t, size))
-        sql = series(n).replace("generate_series(1, ", "range(1, 1 + ")
+        sql = series(n, duckdb=True)
         t, size = median_run(kc, f"df = duckdb.sql('{sql}').df()\ndf.plot(x='i', y='v'); plt.show()", args.repeat)
         rows.append(("pandas+matplotlib `df.plot()` line (SVG)", n, t, size))
         t, size = median_run(kc, f"df = duckdb.sql('{sql}').df()\ndf.plot.scatter(x='i', y='w', s=1); plt.show()", args.repeat)

@@ -645,7 +645,7 @@ impl Reducer {
                 y0 = y0.min(y);
                 y1 = y1.max(y);
             }
-            let (gx, gy) = (Grid::fitted(x0, x1, 160), Grid::fitted(y0, y1, 100));
+            let (gx, gy) = (Grid::fitted(x0, x1, 128), Grid::fitted(y0, y1, 80));
             let mut grids = Vec::new();
             for pts in self.raw.drain(..) {
                 let mut d = Density::new(gx, gy);
@@ -1129,7 +1129,7 @@ mod tests {
             panic!()
         };
         assert_eq!(cells.iter().map(|c| c.2).sum::<u64>(), 50_000);
-        assert!(cells.len() <= 160 * 100);
+        assert!(cells.len() <= 128 * 80);
     }
 
     #[tokio::test]
