@@ -62,14 +62,20 @@ def run(kc, code: str, timeout: float = 1800) -> float:
     return elapsed
 
 
-def measure(kernel_name: str, prefix: str, uptime: float, cells: int, env):
+def measure(kernel_name: str, prefix: str, uptime: float, cells: int, env, setup=()):
     out = {}
+    t0 = time.perf_counter()
     km, kc = start(kernel_name, env)
+    out["kernel start-up (to kernel_info)"] = time.perf_counter() - t0
+    for code in setup:
+        run(kc, code)
     out["first cell, cold start"] = run(kc, prefix + "40 + 2")
     kc.stop_channels()
     km.shutdown_kernel(now=True)
 
     km, kc = start(kernel_name, env)
+    for code in setup:
+        run(kc, code)
     time.sleep(uptime)
     out[f"first cell after {uptime:.0f} s uptime"] = run(kc, prefix + "40 + 2")
     for i in range(3):
@@ -99,6 +105,11 @@ def main():
     env = dict(os.environ, KESTREL_RUST_WARMUP="1")
     kestrel = measure("kestrel", "%%rust\n", args.uptime, args.cells, env)
     evcxr = measure("evcxr_bench", "", args.uptime, args.cells, dict(os.environ))
+    # evcxr with the crates Kestrel's cells load (kestrel and arrow), added before the cells are timed
+    cell_crate = Path.home() / ".cache" / "kestrel" / "cell"
+    deps = [":cache 4096", f':dep kestrel = {{ path = "{cell_crate}" }}',
+            ':dep arrow = { version = "=59.3.2", default-features = false, features = ["ipc", "prettyprint"] }']
+    evcxr_deps = measure("evcxr_bench", "", args.uptime, args.cells, dict(os.environ), setup=deps)
     shutil.rmtree(spec_dir.parent.parent, ignore_errors=True)
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -107,13 +118,14 @@ def main():
         "",
         f"`.venv/bin/python bench/rust_cells.py --uptime {args.uptime:.0f} --cells {args.cells}` on commit {commit}, "
         f"{platform.machine()}, 2 cores; seconds from execute_request to idle. Both use evcxr 0.22; Kestrel's first "
-        "cell also loads the `kestrel` crate and arrow (from evcxr's build cache once built).",
+        "cell also loads the `kestrel` crate and arrow (from evcxr's build cache once built). In the third column the "
+        "`:dep` cells run before the timed cells (their time is not counted).",
         "",
-        "| cell | Kestrel `%%rust` (s) | evcxr_jupyter (s) |",
-        "|---|---:|---:|",
+        "| cell | Kestrel `%%rust` (s) | evcxr_jupyter (s) | evcxr_jupyter with `:dep kestrel`, `:dep arrow` first (s) |",
+        "|---|---:|---:|---:|",
     ]
     for key in kestrel:
-        lines.append(f"| {key} | {kestrel[key]:.2f} | {evcxr[key]:.2f} |")
+        lines.append(f"| {key} | {kestrel[key]:.2f} | {evcxr[key]:.2f} | {evcxr_deps[key]:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.record:

@@ -115,6 +115,13 @@ impl RustCells {
             Ok(tx) => tx,
             Err(e) => return error("RustError", e, vec![]),
         };
+        if !self.is_ready() && self.shared.failed.lock().map(|f| f.is_none()).unwrap_or(true) {
+            out.stream(
+                "stderr",
+                "waiting for the Rust context to start (evcxr; the first start on a machine also compiles \
+                 arrow into evcxr's build cache, which takes a few minutes)…\n",
+            );
+        }
         *self.shared.out.lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
         let (reply, answer) = oneshot::channel();
         if tx
