@@ -172,3 +172,30 @@ def test_dep_adds_a_crate(kc):
     ex = rust(kc, ':dep itoa = "1"\nlet mut b = itoa::Buffer::new();\nb.format(12345).to_string()', timeout=600)
     assert ex.status == "ok", ex.outputs
     assert ex.result["text/plain"] == '"12345"'
+
+
+def test_evcxr_builds_are_removed_with_the_kernel():
+    """evcxr keeps a copy of every compiled dependency in its build directory (hundreds of MB): a kernel that shuts
+    down removes its own, and a kernel that starts removes those of kernels that were killed."""
+    import tempfile
+    from pathlib import Path
+
+    def started():
+        km, kc = start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=60, env=dict(os.environ, KESTREL_RUST_WARMUP="0"))
+        assert execute(kc, "%%rust\n1 + 1", timeout=FIRST).result["text/plain"] == "2"
+        return km, kc, Path(tempfile.gettempdir()) / f"kestrel-{km.provisioner.pid}"
+
+    km, kc, killed_dir = started()
+    assert (killed_dir / "evcxr").is_dir() and (killed_dir / "bridge.sock").exists()
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)  # SIGKILL: nothing cleans up
+    assert killed_dir.exists()
+
+    km, kc, own_dir = started()
+    assert not killed_dir.exists(), "a new kernel removes the directory of a killed one"
+    kc.stop_channels()
+    km.shutdown_kernel(now=False)
+    deadline = time.monotonic() + 30
+    while own_dir.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not own_dir.exists(), "a kernel removes its directory when it shuts down"

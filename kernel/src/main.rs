@@ -76,6 +76,11 @@ fn main() -> std::process::ExitCode {
     // cache): in those roles this call does not return.
     evcxr::runtime_hook();
     let args = Args::parse();
+    let is_kernel = matches!(args.command, Command::Kernel { .. });
+    if is_kernel {
+        rust::prepare_environment();
+        rust::clean_up(false);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -124,6 +129,9 @@ fn main() -> std::process::ExitCode {
     });
     // Queries may leave blocking I/O tasks behind; do not wait for them on exit.
     runtime.shutdown_background();
+    if is_kernel {
+        rust::clean_up(true);
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -9,20 +9,23 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
-/// The listening socket; dropping it stops serving and removes the directory.
+/// The listening socket; dropping it stops serving and removes the socket.
 pub struct Bridge {
-    dir: PathBuf,
     path: PathBuf,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Bridge {
-    /// Listens in a new directory only this user can enter.
-    pub fn start(engine: Engine) -> std::io::Result<Bridge> {
-        use std::os::unix::fs::DirBuilderExt;
-        let dir = std::env::temp_dir().join(format!("kestrel-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    /// Listens in `dir`, which is made (if needed) so that only this user can enter it.
+    pub fn start(engine: Engine, dir: &Path) -> std::io::Result<Bridge> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         let path = dir.join("bridge.sock");
+        let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)?;
         let engine = Arc::new(engine);
         let task = tokio::spawn(async move {
@@ -43,7 +46,7 @@ impl Bridge {
                 }
             }
         });
-        Ok(Bridge { dir, path, task })
+        Ok(Bridge { path, task })
     }
 
     pub fn path(&self) -> &Path {
@@ -54,7 +57,7 @@ impl Bridge {
 impl Drop for Bridge {
     fn drop(&mut self) {
         self.task.abort();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

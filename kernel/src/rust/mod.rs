@@ -31,6 +31,46 @@ const ARROW_DEP: &str =
 /// evcxr's build cache, in MiB.
 const CACHE_MIB: u64 = 4096;
 
+/// This kernel's private directory for Rust cells: the bridge's socket and evcxr's build directory (which holds a
+/// copy of every compiled dependency, hundreds of MB). Named by the process id, so that a later kernel can remove
+/// the directory of one that was killed.
+pub fn session_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("kestrel-{}", std::process::id()))
+}
+
+/// Before the kernel starts threads: evcxr builds in [`session_dir`] (unless the user set `EVCXR_TMPDIR`),
+/// instead of a temporary directory it would remove only when its context is dropped, which a kernel shutting
+/// down never does.
+pub fn prepare_environment() {
+    if std::env::var_os("EVCXR_TMPDIR").is_none() {
+        // Safety of set_var: called from main before any other thread exists.
+        std::env::set_var("EVCXR_TMPDIR", session_dir().join("evcxr"));
+    }
+}
+
+/// Removes this kernel's directory, and those of kernels that died without removing theirs.
+pub fn clean_up(including_own: bool) {
+    let own = session_dir();
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(pid) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("kestrel-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let dead = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if (path == own && including_own) || (path != own && dead) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 enum Job {
     Eval {
         code: String,
@@ -96,7 +136,7 @@ impl RustCells {
         if let Some(tx) = jobs.as_ref() {
             return Ok(tx.clone());
         }
-        let bridge = bridge::Bridge::start(self.engine.clone())
+        let bridge = bridge::Bridge::start(self.engine.clone(), &session_dir())
             .map_err(|e| format!("cannot open the socket for kestrel::sql: {e}"))?;
         let socket = bridge.path().to_path_buf();
         *self.bridge.lock().unwrap_or_else(|p| p.into_inner()) = Some(bridge);
@@ -115,7 +155,14 @@ impl RustCells {
             Ok(tx) => tx,
             Err(e) => return error("RustError", e, vec![]),
         };
-        if !self.is_ready() && self.shared.failed.lock().map(|f| f.is_none()).unwrap_or(true) {
+        if !self.is_ready()
+            && self
+                .shared
+                .failed
+                .lock()
+                .map(|f| f.is_none())
+                .unwrap_or(true)
+        {
             out.stream(
                 "stderr",
                 "waiting for the Rust context to start (evcxr; the first start on a machine also compiles \
