@@ -126,7 +126,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("FROM sensor_features ORDER BY sensor_id LIMIT 5", "| s-00      |      300 |    18.42 |    2.185 |   21.764 |"),
         ("AS readings_in_features", "|                 9900 |      20 |"),
         ("SELECT name, incremental, continuous, rows FROM sys.views", "| sensor_features | true        | true       |   20 |"),
-        ("%%watch 1s", "⟳ every 1 s"),
+        ("%%watch 1s\nSELECT sensor_id, readings", "⟳ every 1 s"),
         ("%%watch stop", "stopped 2 watches"),
         ("SELECT * FROM kafka_wait('items')", "| items      | 2000 |     2000 |      0 |   0 |"),
         ("count(*) AS nearest", "| c2       |      10 |"),
