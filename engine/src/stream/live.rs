@@ -236,6 +236,8 @@ pub struct LiveTable {
     next: Mutex<BTreeMap<i32, i64>>,
     /// High watermarks per partition, as last seen.
     high: Mutex<BTreeMap<i32, i64>>,
+    /// Offsets after messages this session produced to the topic (INSERT INTO), per partition, until read.
+    produced: Mutex<BTreeMap<i32, i64>>,
     stop: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Signalled after every append (for waiters: tests, the kernel's catch-up display).
@@ -275,6 +277,7 @@ impl LiveTable {
             state: Mutex::new((SourceState::Starting, None)),
             next: Mutex::new(BTreeMap::new()),
             high: Mutex::new(BTreeMap::new()),
+            produced: Mutex::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
             appended: (Mutex::new(0), Condvar::new()),
@@ -432,6 +435,40 @@ impl LiveTable {
             }
         }
         *n
+    }
+
+    /// Messages still to read: up to the high watermark, or past it up to what this session produced (the
+    /// watermark librdkafka caches may not show those yet). Produced offsets that were read are forgotten.
+    fn lag(&self, next: &BTreeMap<i32, i64>) -> i64 {
+        let high = self.high.lock().map(|h| h.clone()).unwrap_or_default();
+        let mut produced = self.produced.lock().ok();
+        let mut lag = 0i64;
+        for (&p, &n) in next {
+            let mut end = high.get(&p).copied().unwrap_or(n);
+            if let Some(produced) = produced.as_mut() {
+                match produced.get(&p).copied() {
+                    Some(e) if e > n => end = end.max(e),
+                    Some(_) => {
+                        produced.remove(&p);
+                    }
+                    None => {}
+                }
+            }
+            lag += (end - n).max(0);
+        }
+        lag
+    }
+
+    /// An INSERT INTO this table's topic was acknowledged up to these offsets (per partition).
+    pub fn produced(&self, ends: &BTreeMap<i32, i64>) {
+        if let Ok(mut produced) = self.produced.lock() {
+            for (&p, &e) in ends {
+                let end = produced.entry(p).or_insert(e);
+                *end = (*end).max(e);
+            }
+        }
+        let lag = self.lag(&self.positions());
+        self.counters.lag.store(lag, Ordering::Relaxed);
     }
 
     /// Waits until the consumer has read everything the broker held (lag 0), or the timeout passes.
@@ -791,15 +828,14 @@ impl LiveTable {
     ) -> bool {
         // lag counts from the rows appended (not merely polled): lag 0 means a query sees everything
         let next = self.positions();
-        let mut lag = 0i64;
         if let Ok(mut high) = self.high.lock() {
-            for (&p, &n) in &next {
+            for &p in next.keys() {
                 if let Some(h) = cached_high_watermark(consumer, &self.options.topic, p) {
                     high.insert(p, h);
                 }
-                lag += (high.get(&p).copied().unwrap_or(n) - n).max(0);
             }
         }
+        let lag = self.lag(&next);
         self.counters.lag.store(lag, Ordering::Relaxed);
         let now = Instant::now();
         let consumed = self.counters.consumed.load(Ordering::Relaxed);

@@ -26,6 +26,8 @@ pub(crate) struct Deliveries {
     pub ok: AtomicU64,
     pub failed: AtomicU64,
     pub first_error: Mutex<Option<String>>,
+    /// The offset after the last acknowledged message, per partition.
+    pub ends: Mutex<std::collections::BTreeMap<i32, i64>>,
 }
 
 impl ClientContext for Deliveries {}
@@ -34,8 +36,13 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => {
+            Ok(m) => {
                 self.ok.fetch_add(1, Ordering::Relaxed);
+                use rdkafka::Message;
+                if let Ok(mut ends) = self.ends.lock() {
+                    let end = ends.entry(m.partition()).or_insert(0);
+                    *end = (*end).max(m.offset() + 1);
+                }
             }
             Err((e, _)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -197,6 +204,11 @@ impl DataSink for KafkaSink {
                 o.topic,
                 started.elapsed().as_secs_f64()
             )));
+        }
+        // The table reads its own topic: until it has read these messages it lags (kafka_wait waits for them),
+        // whatever high watermark its consumer last saw.
+        if let Ok(ends) = d.ends.lock() {
+            self.table.produced(&ends);
         }
         Ok(sent)
     }
