@@ -50,7 +50,9 @@ ensure_venv() {
 # Builds every crate and test once, in the dev profile (dependencies optimised; see Cargo.toml).
 build_kestrel() {
   say "building kestrel (target dir: $CARGO_TARGET_DIR)"
-  (cd "$KESTREL_ROOT" && cargo build --locked --workspace --all-targets)
+  # Without CI in the environment: rust-analyzer's crates (evcxr) read it at compile time (option_env!), so a build
+  # with CI=true and one without would each rebuild them and all that depends on them.
+  (cd "$KESTREL_ROOT" && env -u CI cargo build --locked --workspace --all-targets)
 }
 
 # Puts the built binary in the venv and registers the `kestrel` kernelspec there.
