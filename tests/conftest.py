@@ -70,8 +70,10 @@ def execute(kc, code: str, timeout: float = TIMEOUT, **kwargs: Any) -> Execution
 
 
 @pytest.fixture(scope="module")
-def kernel():
-    km, kc = start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=TIMEOUT)
+def kernel(request):
+    """One kernel per test module; a module's KERNEL_ENV (a dict) adds to the kernel's environment."""
+    env = dict(os.environ, **getattr(request.module, "KERNEL_ENV", {}))
+    km, kc = start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=TIMEOUT, env=env)
     yield km, kc
     kc.stop_channels()
     km.shutdown_kernel(now=False)

@@ -18,25 +18,14 @@ FIRST = 1200
 CELL = 180
 
 
-@pytest.fixture(scope="module")
-def kernel():
-    env = dict(os.environ, KESTREL_RUST_WARMUP="1")
-    km, kc = start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=60, env=env)
+# The kernel (conftest's fixture) warms evcxr up in the background, as a user's would.
+KERNEL_ENV = {"KESTREL_RUST_WARMUP": "1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def first_cell(kc):
     ex = execute(kc, "%%rust\n40 + 2", timeout=FIRST)
     assert ex.status == "ok", ex.outputs
-    yield km, kc
-    kc.stop_channels()
-    km.shutdown_kernel(now=False)
-
-
-@pytest.fixture(scope="module")
-def kc(kernel):
-    return kernel[1]
-
-
-@pytest.fixture(scope="module")
-def km(kernel):
-    return kernel[0]
 
 
 def rust(kc, code: str, timeout: float = CELL):
