@@ -17,6 +17,7 @@ mod optimize;
 mod outcome;
 pub mod parse;
 pub mod plot;
+pub mod sql;
 pub mod stream;
 pub mod sys;
 pub mod time;
@@ -123,6 +124,7 @@ pub struct Engine {
     indexes: Arc<vector::Registry>,
     views: Arc<views::Registry>,
     sources: Arc<stream::Sources>,
+    dialect: sql::Dialect,
     /// Keeps continuous views current; stops with the last clone of the engine.
     _maintainer: Arc<views::continuous::MaintainerHandle>,
 }
@@ -182,7 +184,7 @@ impl Engine {
                 "KAFKA".into(),
                 Arc::new(stream::KafkaFactory::new(sources.clone())),
             )
-            .with_type_planner(Arc::new(vector::VectorTypes))
+            .with_type_planner(Arc::new(sql::types::Types::default()))
             .with_query_planner(Arc::new(KestrelQueryPlanner))
             .with_physical_optimizer_rule(Arc::new(time::sliding::SlidingWindows))
             .build();
@@ -190,13 +192,19 @@ impl Engine {
         let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
             vec![Arc::new(vector::ArrayLiterals)];
         planners.extend(state.expr_planners().iter().cloned());
+        // Text compared with a UUID is read as a UUID before DataFusion's coercion, which has no rule for it.
+        let mut analyzers: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> =
+            vec![Arc::new(sql::casts::UuidComparisons)];
+        analyzers.extend(state.analyzer().rules.iter().cloned());
         let mut state = SessionStateBuilder::new_from_existing(state)
             .with_expr_planners(planners)
+            .with_analyzer_rules(analyzers)
             .build();
         // `->`, `->>` and json_*: registering into a fresh state cannot fail.
         let _ = datafusion_functions_json::register_all(&mut state);
         let ctx = SessionContext::new_with_state(state);
         ctx.add_analyzer_rule(Arc::new(vector::convert::VectorCasts));
+        ctx.add_analyzer_rule(Arc::new(sql::casts::DialectCasts));
         ctx.add_analyzer_rule(Arc::new(time::asof::AsofJoins));
         ctx.add_analyzer_rule(Arc::new(time::gapfill::GapFills));
         ctx.add_optimizer_rule(Arc::new(time::asof::AsofFilterPushdown));
@@ -210,14 +218,28 @@ impl Engine {
         ctx.register_udf(vector::convert::ToVector::udf());
         let indexes = Arc::new(vector::Registry::default());
         let views = Arc::new(views::Registry::default());
+        let dialect = sql::Dialect::default();
         // Registering a schema in the default catalog cannot fail for a fresh session.
-        let _ = sys::register(&ctx, indexes.clone(), views.clone(), sources.clone());
+        if let Ok(sys) = sys::SysTables::register(&ctx) {
+            sys.add(
+                "indexes",
+                vector::statements::SysIndexes::new(indexes.clone()),
+            );
+            sys.add("views", views::SysViews::new(views.clone()));
+            sys.add(
+                "dead_letters",
+                stream::SysDeadLetters::new(sources.dead.clone()),
+            );
+            sys.add("sources", stream::SysSources::new(sources.clone()));
+            dialect.register(&ctx, &sys);
+        }
         let maintainer = views::continuous::spawn(ctx.clone(), views.clone(), sources.clone());
         Self {
             ctx,
             indexes,
             views,
             sources,
+            dialect,
             _maintainer: Arc::new(maintainer),
         }
     }
@@ -267,8 +289,8 @@ impl Engine {
                 elapsed: started.elapsed(),
             }))
         };
-        let statement = match statement {
-            Statement::RefreshMaterializedView { name } => {
+        let mut statement = match statement {
+            Statement::RefreshMaterializedView { name, .. } => {
                 return done(
                     self.views
                         .refresh(&self.ctx, &name, &self.sources)
@@ -278,7 +300,27 @@ impl Engine {
             }
             Statement::Sql(s) => s,
         };
-        let mut statement = statement;
+        match self.dialect.prepare(&self.ctx, &mut statement).await {
+            Err(e) => return Err(plan_error(e)),
+            Ok(None) => {}
+            Ok(Some(sql::Answer::Done(message))) => return done(message),
+            Ok(Some(sql::Answer::Refresh(view))) => {
+                return done(
+                    self.views
+                        .refresh(&self.ctx, &view, &self.sources)
+                        .await
+                        .map_err(plan_error)?,
+                );
+            }
+            Ok(Some(sql::Answer::Rows(batch))) => {
+                return Ok(Outcome::Rows(QueryResult {
+                    schema: batch.schema(),
+                    total_rows: batch.num_rows() as u64,
+                    batches: vec![batch],
+                    elapsed: started.elapsed(),
+                }));
+            }
+        }
         if let DfStatement::Statement(ast) = &mut statement {
             self.sources.complete_insert(&self.ctx, ast);
         }
@@ -324,6 +366,10 @@ impl Engine {
                 _ => None,
             };
         let is_command = kind.is_command();
+        let written = match &plan {
+            LogicalPlan::Dml(dml) => Some(dml.table_name.clone()),
+            _ => None,
+        };
         let df = self.ctx.execute_logical_plan(plan).await.map_err(|e| {
             let mut e = EngineError::from(e);
             if is_command && e.kind == ErrorKind::Execution {
@@ -336,6 +382,9 @@ impl Engine {
         if is_command {
             // DROP TABLE / CREATE OR REPLACE of a Kafka table: stop the consumer that lost its table.
             self.sources.reconcile(&self.ctx).await;
+            self.dialect
+                .hypertables
+                .retain(|t| self.ctx.table_exist(t).unwrap_or(false));
         }
 
         let keep = opts.preview_rows.unwrap_or(usize::MAX);
@@ -357,6 +406,10 @@ impl Engine {
                     batch.slice(0, take)
                 });
             }
+        }
+        if let Some(table) = written {
+            // continuous views over an in-memory table follow its writes
+            self.views.after_write(&self.ctx, &table).await;
         }
         let mut outcome = kind.into_outcome(schema, batches, total, started.elapsed());
         if let (Outcome::Done(done), Some(name)) = (&mut outcome, created_live) {
@@ -396,9 +449,10 @@ impl Engine {
                 "expected exactly one statement",
             ));
         };
-        let Statement::Sql(statement) = statement else {
+        let Statement::Sql(mut statement) = statement else {
             return Err(EngineError::new(ErrorKind::Plan, "expected a query"));
         };
+        self.dialect.prepare(&self.ctx, &mut statement).await?;
         let plan = self.logical_plan(statement).await?;
         Ok(self.ctx.state().create_physical_plan(&plan).await?)
     }

@@ -29,17 +29,23 @@ pub const ASOF_MARKER: &str = "__kestrel_asof";
 pub enum Statement {
     /// Anything DataFusion's parser understands (ASOF joins already rewritten).
     Sql(DfStatement),
-    /// `REFRESH MATERIALIZED VIEW name`
-    RefreshMaterializedView { name: ObjectName },
+    /// `REFRESH MATERIALIZED VIEW [CONCURRENTLY] name [WITH DATA]`. Every refresh is concurrent in PostgreSQL's
+    /// sense: readers keep the old rows until the new ones are complete.
+    RefreshMaterializedView {
+        name: ObjectName,
+        concurrently: bool,
+    },
 }
 
 impl std::fmt::Display for Statement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Statement::Sql(s) => write!(f, "{s}"),
-            Statement::RefreshMaterializedView { name } => {
-                write!(f, "REFRESH MATERIALIZED VIEW {name}")
-            }
+            Statement::RefreshMaterializedView { name, concurrently } => write!(
+                f,
+                "REFRESH MATERIALIZED VIEW {}{name}",
+                if *concurrently { "CONCURRENTLY " } else { "" }
+            ),
         }
     }
 }
@@ -50,6 +56,7 @@ pub fn parse(sql: &str, dialect: &dyn Dialect) -> Result<Vec<Statement>, DataFus
         .tokenize_with_location()
         .map_err(ParserError::from)?;
     let tokens = rewrite_duckdb_asof(tokens);
+    let tokens = crate::sql::timescale::rewrite_view_options(tokens);
     let mut parser = DFParserBuilder::new(tokens).with_dialect(dialect).build()?;
     let mut out = Vec::new();
     let mut expecting_delimiter = false;
@@ -73,8 +80,20 @@ pub fn parse(sql: &str, dialect: &dyn Dialect) -> Result<Vec<Statement>, DataFus
             parser
                 .parser
                 .expect_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW])?;
+            let concurrently = parser.parser.parse_keyword(Keyword::CONCURRENTLY);
             let name = parser.parser.parse_object_name(false)?;
-            out.push(Statement::RefreshMaterializedView { name });
+            // PostgreSQL's WITH DATA (the default); WITH NO DATA would empty the view, which Kestrel does not do
+            if parser.parser.parse_keyword(Keyword::WITH) {
+                if parser.parser.parse_keyword(Keyword::NO) {
+                    return Err(ParserError::ParserError(format!(
+                        "REFRESH MATERIALIZED VIEW {name} WITH NO DATA is not supported: a Kestrel view always \
+                         holds its query's rows (DROP MATERIALIZED VIEW to discard them)"
+                    ))
+                    .into());
+                }
+                parser.parser.expect_keyword(Keyword::DATA)?;
+            }
+            out.push(Statement::RefreshMaterializedView { name, concurrently });
         } else {
             let mut statement = parser.parse_statement()?;
             rewrite_snowflake_asof(&mut statement)?;
@@ -377,6 +396,15 @@ mod tests {
         .unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].to_string(), "REFRESH MATERIALIZED VIEW s.v");
+        let s = parse(
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY feature_aggregates WITH DATA",
+            &GenericDialect {},
+        )
+        .unwrap();
+        assert_eq!(
+            s[0].to_string(),
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY feature_aggregates"
+        );
         let err = parse("REFRESH VIEW v", &GenericDialect {}).unwrap_err();
         assert!(err.to_string().contains("MATERIALIZED"), "{err}");
     }

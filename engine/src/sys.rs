@@ -1,7 +1,6 @@
 //! The `sys` schema: live views of the engine's own state (`sys.indexes`, `sys.views`, `sys.sources`,
 //! `sys.dead_letters`).
 
-use crate::{stream, vector, views};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, Session};
@@ -47,34 +46,28 @@ impl<T: SysTable> TableProvider for Table<T> {
     }
 }
 
-fn table(t: impl SysTable) -> Arc<dyn TableProvider> {
-    Arc::new(Table(t))
-}
-
 pub const SCHEMA: &str = "sys";
 
-/// Registers `sys` in the session's default catalog.
-pub fn register(
-    ctx: &SessionContext,
-    indexes: Arc<vector::Registry>,
-    views: Arc<views::Registry>,
-    sources: Arc<stream::Sources>,
-) -> Result<()> {
-    let schema = Arc::new(MemorySchemaProvider::new());
-    schema.register_table(
-        "indexes".into(),
-        table(vector::statements::SysIndexes::new(indexes)),
-    )?;
-    schema.register_table("views".into(), table(views::SysViews::new(views)))?;
-    schema.register_table(
-        "dead_letters".into(),
-        table(stream::SysDeadLetters::new(sources.dead.clone())),
-    )?;
-    schema.register_table("sources".into(), table(stream::SysSources::new(sources)))?;
-    let state = ctx.state();
-    let catalog_name = &state.config().options().catalog.default_catalog;
-    if let Some(catalog) = ctx.catalog(catalog_name) {
-        catalog.register_schema(SCHEMA, schema)?;
+/// The `sys` schema of a session: each extension hands it its tables ([`SysTables::add`]), so this module knows
+/// none of them.
+#[derive(Debug, Clone)]
+pub struct SysTables(Arc<MemorySchemaProvider>);
+
+impl SysTables {
+    /// Registers an empty `sys` schema in the session's default catalog.
+    pub fn register(ctx: &SessionContext) -> Result<Self> {
+        let schema = Arc::new(MemorySchemaProvider::new());
+        let state = ctx.state();
+        let catalog_name = &state.config().options().catalog.default_catalog;
+        if let Some(catalog) = ctx.catalog(catalog_name) {
+            catalog.register_schema(SCHEMA, schema.clone())?;
+        }
+        Ok(Self(schema))
     }
-    Ok(())
+
+    /// Adds `sys.<name>`.
+    pub fn add(&self, name: &str, t: impl SysTable) {
+        // a MemorySchemaProvider only refuses a name it already holds; extensions name distinct tables
+        let _ = self.0.register_table(name.into(), Arc::new(Table(t)));
+    }
 }

@@ -25,7 +25,8 @@ fn column_type(dt: &DataType) -> DefaultColumnType {
         }
         Float16 | Float32 | Float64 | Decimal32(..) | Decimal64(..) | Decimal128(..)
         | Decimal256(..) => DefaultColumnType::FloatingPoint,
-        Utf8 | LargeUtf8 | Utf8View => DefaultColumnType::Text,
+        // UUIDs are shown as text
+        Utf8 | LargeUtf8 | Utf8View | FixedSizeBinary(16) => DefaultColumnType::Text,
         _ => DefaultColumnType::Any,
     }
 }
@@ -34,6 +35,7 @@ fn rows_of(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, EngineError> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in batches {
+        let batch = &kestrel_engine::sql::uuids_as_text(batch);
         let formatters = batch
             .columns()
             .iter()

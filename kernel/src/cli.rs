@@ -45,7 +45,8 @@ pub async fn run(sql: &str, format: Format) -> anyhow::Result<()> {
                 Format::Csv => {
                     let mut writer = CsvWriterBuilder::new().with_header(true).build(&mut out);
                     for batch in &result.batches {
-                        writer.write(batch).context("writing CSV")?;
+                        let batch = kestrel_engine::sql::uuids_as_text(batch);
+                        writer.write(&batch).context("writing CSV")?;
                     }
                 }
                 Format::Json => {
@@ -54,7 +55,8 @@ pub async fn run(sql: &str, format: Format) -> anyhow::Result<()> {
                         .with_explicit_nulls(true)
                         .build::<_, LineDelimited>(&mut out);
                     for batch in &result.batches {
-                        writer.write(batch).context("writing JSON")?;
+                        let batch = kestrel_engine::sql::uuids_as_text(batch);
+                        writer.write(&batch).context("writing JSON")?;
                     }
                     writer.finish().context("writing JSON")?;
                 }

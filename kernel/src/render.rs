@@ -60,6 +60,7 @@ pub fn cells(batches: &[RecordBatch], fit: Fit) -> Vec<Vec<Cell>> {
     let options = FormatOptions::default().with_duration_format(DurationFormat::Pretty);
     let mut rows = Vec::new();
     for batch in batches {
+        let batch = &kestrel_engine::sql::uuids_as_text(batch);
         let formatters: Vec<Option<ArrayFormatter<'_>>> = batch
             .columns()
             .iter()
@@ -211,7 +212,7 @@ pub fn table_html(result: &QueryResult, total_columns: usize) -> String {
             html,
             "<th style=\"text-align:{align}\">{}<br><span class=\"kestrel-type\" style=\"font-weight:normal;color:#888;font-size:0.85em\">{}</span></th>",
             escape_html(field.name()),
-            escape_html(&field.data_type().to_string())
+            escape_html(&kestrel_engine::sql::type_label(field))
         );
     }
     html.push_str("</tr></thead><tbody>");

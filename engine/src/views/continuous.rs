@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 /// How often the maintainer looks for new rows.
 const TICK: Duration = Duration::from_millis(100);
 /// Full recomputes run at most this often.
-const RECOMPUTE_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const RECOMPUTE_EVERY: Duration = Duration::from_secs(1);
 
 /// A view's progress through its live source.
 #[derive(Debug, Default)]
@@ -320,7 +320,8 @@ async fn apply(
                     datafusion::common::DataFusionError::Internal("poisoned".into())
                 })?;
                 p.pending |= !rows.is_empty();
-                p.pending
+                // a window moving with now() changes with the clock, new rows or not
+                (p.pending || view.moving)
                     && p.last_recompute
                         .is_none_or(|t| t.elapsed() >= RECOMPUTE_EVERY)
             };
@@ -512,6 +513,18 @@ pub fn spawn(ctx: SessionContext, views: Arc<Registry>, sources: Arc<Sources>) -
                 std::thread::sleep(TICK);
                 for view in views.views() {
                     let Some(live) = live_source(&view, &sources) else {
+                        // a continuous view over in-memory tables whose window moves with the clock
+                        let due = view.on_write
+                            && view.moving
+                            && view.refreshed.lock().is_ok_and(|r| {
+                                r.at.elapsed().unwrap_or_default() >= RECOMPUTE_EVERY
+                            });
+                        if due {
+                            let run = std::panic::AssertUnwindSafe(|| {
+                                rt.block_on(views.recompute(&ctx, &view))
+                            });
+                            let _ = std::panic::catch_unwind(run);
+                        }
                         continue;
                     };
                     let run =

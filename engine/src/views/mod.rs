@@ -69,6 +69,10 @@ impl Maintenance {
         let recompute = |reason: &str| Maintenance::Recompute {
             reason: reason.into(),
         };
+        // a window that moves with the clock drops rows that no new row tells about
+        if moving_time(plan) {
+            return recompute("a time window that moves with now()");
+        }
         let mut p = plan;
         let mut aggregate = None;
         // ORDER BY / LIMIT above an aggregate re-run over the groups; over raw rows they are not append-only.
@@ -154,6 +158,27 @@ impl Maintenance {
     }
 }
 
+/// Whether the plan reads the clock (`now()`, `current_date`, ...): its result changes as time passes.
+pub fn moving_time(plan: &LogicalPlan) -> bool {
+    const CLOCK: [&str; 4] = ["now", "current_timestamp", "current_date", "current_time"];
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|p| {
+        for e in p.expressions() {
+            let uses = e
+                .exists(|e| {
+                    Ok(matches!(e, Expr::ScalarFunction(f) if CLOCK.contains(&f.func.name())))
+                })
+                .unwrap_or(false);
+            if uses {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
 #[derive(Debug, Clone)]
 struct Refreshed {
     rows: u64,
@@ -177,6 +202,10 @@ pub struct MaterializedView {
     progress: Mutex<continuous::Progress>,
     /// Whether a live (Kafka) table keeps the view current.
     continuous: bool,
+    /// `WITH (timescaledb.continuous)`: writes to its in-memory source tables refresh it.
+    on_write: bool,
+    /// Its query reads the clock: a continuous view is recomputed as time passes.
+    moving: bool,
     /// Held while the view takes in rows (the maintainer) or is rebuilt (REFRESH).
     maintaining: tokio::sync::Mutex<()>,
     partitions: RwLock<Arc<Vec<Vec<RecordBatch>>>>,
@@ -186,6 +215,37 @@ pub struct MaterializedView {
 impl MaterializedView {
     pub fn maintenance(&self) -> &Maintenance {
         &self.maintenance
+    }
+
+    /// How the view is kept current, in words (sys.views.maintained).
+    pub fn maintained(&self) -> String {
+        let sources = self.sources.join(", ");
+        let every = continuous::RECOMPUTE_EVERY.as_secs_f64();
+        match (&self.maintenance, self.continuous, self.on_write) {
+            (Maintenance::Recompute { reason }, true, _) if self.moving => format!(
+                "recomputed every {every} s from {sources} ({reason}), and as rows arrive"
+            ),
+            (Maintenance::Recompute { reason }, true, _) => format!(
+                "recomputed at most every {every} s as rows arrive on {sources} ({reason})"
+            ),
+            (_, true, _) => format!("incrementally, as rows arrive on {sources}"),
+            (_, false, true) if self.moving => format!(
+                "recomputed on every write to {sources}, and every {every} s (a time window that moves with now())"
+            ),
+            (_, false, true) => format!("recomputed on every write to {sources}"),
+            (_, false, false) => "a snapshot: REFRESH MATERIALIZED VIEW re-runs it".to_string(),
+        }
+    }
+
+    /// Whether the view reads this table.
+    fn reads(&self, table: &TableReference) -> bool {
+        self.sources.iter().any(|s| {
+            let s = TableReference::from(s.as_str());
+            s.table() == table.table()
+                && (s.schema().is_none()
+                    || table.schema().is_none()
+                    || s.schema() == table.schema())
+        })
     }
 
     /// Replaces the rows with a fresh result.
@@ -412,6 +472,8 @@ impl Registry {
                 .or_else(|| live.get(TableReference::from(s.as_str()).table()))
                 .is_some()
         });
+        let on_write = crate::sql::timescale::is_continuous(&c.options);
+        let moving = moving_time(&plan);
         let view = Arc::new(MaterializedView {
             name: name.clone(),
             definition: c.query.to_string(),
@@ -422,6 +484,8 @@ impl Registry {
             plan,
             progress: Mutex::new(continuous::Progress::default()),
             continuous,
+            on_write,
+            moving,
             maintaining: tokio::sync::Mutex::new(()),
             partitions: RwLock::new(Arc::new(vec![])),
             refreshed: Mutex::new(Refreshed {
@@ -477,6 +541,37 @@ impl Registry {
                 group_thousands(rows)
             ));
         }
+        self.rerun(ctx, &view).await?;
+        if let Ok(mut p) = view.progress.lock() {
+            p.error = None;
+        }
+        let rows = view.refreshed.lock().map(|r| r.rows).unwrap_or(0);
+        Ok(format!(
+            "Refreshed materialized view {name} ({} rows)",
+            group_thousands(rows)
+        ))
+    }
+
+    /// After an INSERT/UPDATE/DELETE into `table`: the continuous views over it (`WITH (timescaledb.continuous)`)
+    /// are recomputed. A failure stays in `sys.views.last_error`; the write itself stands.
+    pub async fn after_write(&self, ctx: &SessionContext, table: &TableReference) {
+        for view in self.views() {
+            if view.on_write && !view.continuous && view.reads(table) {
+                self.recompute(ctx, &view).await;
+            }
+        }
+    }
+
+    /// Re-runs a continuous view over in-memory tables, keeping the outcome in its last_error.
+    pub(crate) async fn recompute(&self, ctx: &SessionContext, view: &Arc<MaterializedView>) {
+        let result = self.rerun(ctx, view).await;
+        if let Ok(mut p) = view.progress.lock() {
+            p.error = result.err().map(|e| e.to_string());
+        }
+    }
+
+    async fn rerun(&self, ctx: &SessionContext, view: &MaterializedView) -> Result<()> {
+        let _one_at_a_time = view.maintaining.lock().await;
         let started = Instant::now();
         let (plan, batches) = Self::run(ctx, &view.query).await?;
         let new_schema = plan.schema().as_arrow().clone();
@@ -488,21 +583,21 @@ impl Registry {
                 .any(|(a, b)| a.data_type() != b.data_type())
         {
             return plan_err!(
-                "materialized view {name}: its query now returns different columns (a source table changed); \
-                 DROP and CREATE it again"
+                "materialized view {}: its query now returns different columns (a source table changed); \
+                 DROP and CREATE it again",
+                view.name
             );
         }
         let batches = batches
             .into_iter()
             .map(|b| RecordBatch::try_new(view.schema.clone(), b.columns().to_vec()))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let partitions = ctx.state().config().target_partitions();
-        view.install(batches, started.elapsed(), partitions);
-        let rows = view.refreshed.lock().map(|r| r.rows).unwrap_or(0);
-        Ok(format!(
-            "Refreshed materialized view {name} ({} rows)",
-            group_thousands(rows)
-        ))
+        view.install(
+            batches,
+            started.elapsed(),
+            ctx.state().config().target_partitions(),
+        );
+        Ok(())
     }
 
     /// DROP MATERIALIZED VIEW
@@ -605,6 +700,7 @@ impl SysViews {
             Field::new("refresh_ms", DataType::Float64, false),
             Field::new("incremental", DataType::Boolean, false),
             Field::new("continuous", DataType::Boolean, false),
+            Field::new("maintained", DataType::Utf8, false),
             Field::new("last_error", DataType::Utf8, true),
         ]));
         Self { registry, schema }
@@ -648,8 +744,9 @@ impl SysViews {
                 views.iter().map(|v| Some(v.maintenance.incremental())),
             )),
             Arc::new(BooleanArray::from_iter(
-                views.iter().map(|v| Some(v.continuous)),
+                views.iter().map(|v| Some(v.continuous || v.on_write)),
             )),
+            strings(&|v| v.maintained()),
             Arc::new(StringArray::from_iter(views.iter().map(|v| v.live_error()))),
         ];
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
