@@ -39,7 +39,7 @@ def test_crate_ai_integration(kc):
           (now() - INTERVAL '30 days', 95, 'E2'), (now() - INTERVAL '2 hours', 70, 'E3');
         CREATE TABLE user_features (user_id INT, last_active TIMESTAMPTZ);
         INSERT INTO user_features VALUES (1, now() - INTERVAL '2 hours'), (2, now() - INTERVAL '3 days')""")
-    out = plain(ok(kc, b[1] + " ORDER BY user_id"))
+    out = plain(ok(kc, b[1].rstrip(";") + " ORDER BY user_id"))
     assert "avg_session" in out and "page_diversity" in out
     assert re.search(r"\|\s+1 \|\s+20\.0 \|\s+2 \|", out), out
     assert re.search(r"\|\s+1 \|", plain(ok(kc, f"SELECT count(*) AS n FROM ({b[2].rstrip(';')})")))
