@@ -50,10 +50,7 @@ impl ScalarUDFImpl for CheckJson {
         &self.signature
     }
     fn schema_name(&self, args: &[Expr]) -> Result<String> {
-        Ok(args
-            .first()
-            .map(|a| a.schema_name().to_string())
-            .unwrap_or_default())
+        Ok(super::named_like_argument(args))
     }
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
         Ok(DataType::Utf8)

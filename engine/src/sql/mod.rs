@@ -99,6 +99,13 @@ impl Dialect {
     }
 }
 
+/// The result-column name of a conversion: that of the value it converts (so `CAST(x AS UUID)` keeps x's name).
+pub(crate) fn named_like_argument(args: &[datafusion::logical_expr::Expr]) -> String {
+    args.first()
+        .map(|a| a.schema_name().to_string())
+        .unwrap_or_default()
+}
+
 /// The batch with its UUID columns as canonical text, for output that is text (tables, CSV, JSON lines).
 pub fn uuids_as_text(batch: &RecordBatch) -> RecordBatch {
     let schema = batch.schema();

@@ -96,10 +96,7 @@ impl ScalarUDFImpl for ToUuid {
     }
     // named like the value it converts, so a result column keeps its name
     fn schema_name(&self, args: &[Expr]) -> Result<String> {
-        Ok(args
-            .first()
-            .map(|a| a.schema_name().to_string())
-            .unwrap_or_default())
+        Ok(super::named_like_argument(args))
     }
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
         Ok(UUID_TYPE)
@@ -158,10 +155,7 @@ impl ScalarUDFImpl for UuidText {
         &self.signature
     }
     fn schema_name(&self, args: &[Expr]) -> Result<String> {
-        Ok(args
-            .first()
-            .map(|a| a.schema_name().to_string())
-            .unwrap_or_default())
+        Ok(super::named_like_argument(args))
     }
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
         Ok(DataType::Utf8)
