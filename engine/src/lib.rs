@@ -189,8 +189,10 @@ impl Engine {
             .with_physical_optimizer_rule(Arc::new(time::sliding::SlidingWindows))
             .build();
         // Our array-literal planner goes first: DataFusion's own turns `[...]` into make_array(...).
-        let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
-            vec![Arc::new(vector::ArrayLiterals)];
+        let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> = vec![
+            Arc::new(vector::ArrayLiterals),
+            Arc::new(sql::operators::Operators),
+        ];
         planners.extend(state.expr_planners().iter().cloned());
         // Text compared with a UUID is read as a UUID before DataFusion's coercion, which has no rule for it.
         let mut analyzers: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> =

@@ -4,7 +4,8 @@
 //!   text): `id = 'a0ee...'`, `id IN ('...', ...)` and `BETWEEN` read the text side as a UUID.
 //! - [`DialectCasts`] runs after it: every cast to a UUID (CAST, `::uuid`, INSERT of text into a UUID column)
 //!   parses text as PostgreSQL does, a cast of a UUID to text writes its canonical form, a cast to JSON checks the
-//!   text, and INSERT/UPDATE of a JSON column checks every value it writes.
+//!   text, a cast of text to a list reads PostgreSQL's `'{a,b}'` form, and INSERT/UPDATE of a JSON column checks
+//!   every value it writes.
 
 use super::json::check_call;
 use super::types::{is_json, UUID_TYPE};
@@ -132,6 +133,13 @@ impl AnalyzerRule for DialectCasts {
                             } else {
                                 Expr::Cast(Cast::new(Box::new(text), target.clone()))
                             }));
+                        }
+                        if let (DataType::List(element), Some(from)) = (target, &from) {
+                            if is_text(from) {
+                                let f =
+                                    Arc::new(super::arrays::text_to_array(element.clone(), strict));
+                                return Ok(Transformed::yes(call(&f, vec![(**inner).clone()])));
+                            }
                         }
                         if is_json(field) && strict {
                             return Ok(Transformed::yes(check_call(

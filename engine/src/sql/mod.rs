@@ -1,20 +1,24 @@
 //! The PostgreSQL / TimescaleDB / CrateDB SQL that users paste, running as written.
 //!
 //! - [`types`]: `UUID`, `JSON`/`JSONB`, `TIMESTAMPTZ`, `SERIAL` planned onto Arrow types (with `FLOAT_VECTOR`);
-//! - [`uuid`], [`json`], [`casts`]: `gen_random_uuid()`, checked conversions between text and UUID/JSON;
+//! - [`uuid`], [`json`], [`casts`], [`arrays`]: `gen_random_uuid()`, checked conversions between text and
+//!   UUID/JSON, and PostgreSQL's array text `'{a,b}'`;
 //! - [`serial`]: SERIAL columns' counters;
 //! - [`macros`]: `CREATE FUNCTION` (SQL macros, table macros, and the PL/pgSQL Kestrel can run);
 //! - [`timescale`]: `create_hypertable`, `WITH (timescaledb.continuous)`;
-//! - [`names`]: result columns named as DuckDB names them.
+//! - [`names`]: result columns named as DuckDB names them;
+//! - [`operators`]: UUID = text anywhere, and `n * INTERVAL '...'`, as PostgreSQL plans them.
 //!
 //! [`Dialect`] holds the session's state of all of these; [`Dialect::prepare`] is what the engine runs on each
 //! parsed statement before planning it.
 
+pub mod arrays;
 pub mod casts;
 pub mod inserts;
 pub mod json;
 pub mod macros;
 pub mod names;
+pub mod operators;
 pub mod serial;
 pub mod timescale;
 pub mod types;
@@ -89,7 +93,7 @@ impl Dialect {
                         return Ok(Some(Answer::Rows(rows)));
                     }
                     serial::rewrite_create_table(s, &self.serials);
-                    inserts::cast_uuid_literals(ctx, s).await;
+                    inserts::cast_text_literals(ctx, s).await;
                 }
             }
         }
