@@ -138,6 +138,31 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("SELECT _key, sensor_id, avg_temp, reason FROM alerts", "(11 rows)"),
         ("SELECT table_name, state FROM sys.sources", "| items      | live  |\n| readings   | live  |"),
     ],
+    "realtime-feature-store.ipynb": [
+        ("FROM generate_series(0, 959)", "Inserted 960 rows into feature_events"),
+        ("max(feature_value) AS high", "| session_seconds |    312 |    12 | 30.0 |  629.0 |"),
+        ("CREATE TABLE real_time_features", "Created procedure refresh_feature_aggregates"),
+        ("RETURNS TRIGGER", "kafka_to_features uses a trigger (RETURNS TRIGGER)"),
+        ("RETURNS TRIGGER", "CREATE EXTERNAL TABLE ... STORED AS KAFKA"),
+        ("-- the events not copied yet", "Inserted 960 rows into real_time_features"),
+        ("-- the same statement, a second time", "Inserted 0 rows into real_time_features"),
+        ("ORDER BY timestamp DESC LIMIT 3", "| user-00   | clicks       |  0.0000000000 | 5 mins            |"),
+        ("AS equal_to_own_text", "|  960 |          960 |               960 |"),
+        ("WHERE entity_id = 'user-00'\nORDER BY feature_name", "| user-00   | clicks          |      5.16 |         3.45 |    25 |"),
+        ("SELECT count(*) AS groups", "|     36 |    900 |"),
+        ("WITH (timescaledb.continuous)", "Created materialized view feature_aggregates_live (36 rows)"),
+        ("SELECT name, maintained FROM sys.views", "| feature_aggregates      | a snapshot: REFRESH MATERIALIZED VIEW re-runs it"),
+        ("SELECT name, maintained FROM sys.views", "recomputed on every write to real_time_features, and every 1 s"),
+        ("FROM generate_series(0, 119)", "Inserted 120 rows into feature_events"),
+        ("-- the new minute's events", "Inserted 120 rows into real_time_features"),
+        ("AS snapshot_events", "|             900 |        1020 |"),
+        ("RETURNS TABLE (", "Created table function calculate_real_time_features"),
+        ("AS within_5_minutes", "|  720 |       12 | true             |"),
+        ("WHERE entity_id = 'user-00'\nORDER BY window_end DESC", "| user-00   | rolling_avg_5min |"),
+        ("TO 'output/realtime_training_set.parquet'", "Copied 720 rows to 'output/realtime_training_set.parquet'"),
+        ("AS min_hour_count", "| clicks          |  252 |"),
+        ("AS min_hour_count", "(3 rows)"),
+    ],
     "churn-features-export.ipynb": [
         ("AS customers, MIN", "| 200000 |      5000 | 2026-05-01T00:00:00 |"),
         ("sanity checks", "| 5000 |      5000 |             0 |      0.143 |"),
@@ -147,6 +172,13 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
 
 # Files a notebook exports, with the rows and columns a training job reading them with pyarrow must find.
 EXPORTS: dict[str, dict[str, tuple[int, list[str]]]] = {
+    "realtime-feature-store.ipynb": {
+        "output/realtime_training_set.parquet": (
+            720,
+            ["entity_id", "feature_name", "timestamp", "feature_value", "rolling_avg_5min", "rolling_count_5min",
+             "hour_avg", "hour_stddev", "hour_count"],
+        ),
+    },
     "03-time-series-features.ipynb": {
         "output/training_set.parquet": (
             558,
