@@ -17,6 +17,7 @@ done
 
 ensure_system_packages
 ensure_venv
+ensure_model
 build_kestrel
 install_kernel
 say "kernelspec: $("$VENV/bin/jupyter" kernelspec list | grep kestrel)"

