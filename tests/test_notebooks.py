@@ -46,6 +46,8 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("LOCATION 'data/questions.parquet'", 'how do plants make food from sunlight?'),
         ("'how do plants make food from sunlight?'", 'Chlorophyll in leaves'),
         ("ILIKE '%plant%'", 'Duplantis'),
+        ("embed('which animals live in the ocean?')", "|  87 | science  | Whales are descended from land mammals"),
+        ("AS lowest_cosine", "|        12 |           1.0 |"),
         ("WHERE KNN_MATCH(embedding, (SELECT embedding FROM questions WHERE question = 'why did ancient Rome fall apart')", 'FTX'),
         ("WHERE category = 'history'", 'Overexpansion'),
         ('AND year >= 2023', 'Federal Reserve'),
