@@ -135,19 +135,10 @@ impl ScalarUDFImpl for Embed {
         Ok(Arc::new(Field::new(self.name(), vector_type(DIMS), true)))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let Some(texts) = arrays.first() else {
-            return exec_err!("embed(text [, model]) takes a text");
-        };
-        let out = embed_array(texts)?;
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
-        }
-        Ok(ColumnarValue::Array(out))
+        crate::sql::over_arrays(&args.args, |arrays| match arrays.first() {
+            Some(texts) => embed_array(texts),
+            None => exec_err!("embed(text [, model]) takes a text"),
+        })
     }
 }
 

@@ -130,11 +130,16 @@ impl ScalarUDFImpl for TextToArray {
         Ok(DataType::List(self.element.clone()))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = matches!(args.args.first(), Some(ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let Some(input) = arrays.first() else {
-            return exec_err!("an array literal cast takes one value");
-        };
+        super::over_arrays(&args.args, |arrays| match arrays.first() {
+            Some(input) => self.parse_column(input),
+            None => exec_err!("an array literal cast takes one value"),
+        })
+    }
+}
+
+impl TextToArray {
+    /// A column of array texts to lists.
+    fn parse_column(&self, input: &ArrayRef) -> Result<ArrayRef> {
         let input = cast(input, &DataType::Utf8)?;
         let texts = input.as_string::<i32>();
         let mut values: Vec<Option<String>> = Vec::new();
@@ -180,12 +185,7 @@ impl ScalarUDFImpl for TextToArray {
             elements,
             Some(valid.into()),
         )?;
-        if scalar {
-            return Ok(ColumnarValue::Scalar(
-                datafusion::common::ScalarValue::try_from_array(&list, 0)?,
-            ));
-        }
-        Ok(ColumnarValue::Array(Arc::new(list)))
+        Ok(Arc::new(list))
     }
 }
 

@@ -110,6 +110,24 @@ pub(crate) fn named_like_argument(args: &[datafusion::logical_expr::Expr]) -> St
         .unwrap_or_default()
 }
 
+/// Runs a function's kernel over its arguments as arrays (scalars expanded to the batch's rows) and answers a
+/// scalar when every argument was one, as DataFusion expects of a function folded while planning.
+pub(crate) fn over_arrays(
+    args: &[datafusion::logical_expr::ColumnarValue],
+    kernel: impl FnOnce(
+        &[datafusion::arrow::array::ArrayRef],
+    ) -> Result<datafusion::arrow::array::ArrayRef>,
+) -> Result<datafusion::logical_expr::ColumnarValue> {
+    use datafusion::logical_expr::ColumnarValue;
+    let scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    let out = kernel(&ColumnarValue::values_to_arrays(args)?)?;
+    Ok(if scalar {
+        ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
+    } else {
+        ColumnarValue::Array(out)
+    })
+}
+
 /// The batch with its UUID columns as canonical text, for output that is text (tables, CSV, JSON lines).
 pub fn uuids_as_text(batch: &RecordBatch) -> RecordBatch {
     let schema = batch.schema();

@@ -8,7 +8,7 @@
 //!   answers "Invalid interval arithmetic operation".
 
 use super::types::UUID_TYPE;
-use datafusion::arrow::array::{Array, AsArray, IntervalMonthDayNanoArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, IntervalMonthDayNanoArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit};
 use datafusion::common::{exec_err, DFSchema, Result};
@@ -130,42 +130,36 @@ impl ScalarUDFImpl for IntervalScale {
         Ok(DataType::Interval(IntervalUnit::MonthDayNano))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let [interval, factor] = arrays.as_slice() else {
-            return exec_err!("interval scaling takes an interval and a number");
-        };
-        let interval = cast(interval, &DataType::Interval(IntervalUnit::MonthDayNano))?;
-        let factor = cast(factor, &DataType::Float64)?;
-        let intervals =
-            interval.as_primitive::<datafusion::arrow::datatypes::IntervalMonthDayNanoType>();
-        let factors = factor.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
-        let mut out = Vec::with_capacity(intervals.len());
-        for row in 0..intervals.len() {
-            if intervals.is_null(row) || factors.is_null(row) {
-                out.push(None);
-                continue;
-            }
-            let (i, f) = (intervals.value(row), factors.value(row));
-            match scale(i, f) {
-                Some(v) => out.push(Some(v)),
-                None if f.is_infinite() || f.is_nan() => {
-                    return exec_err!("division by zero (an interval divided by 0)")
-                }
-                None => return exec_err!("interval out of range (an interval times {f})"),
-            }
-        }
-        let out = IntervalMonthDayNanoArray::from(out);
-        if args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-        {
-            return Ok(ColumnarValue::Scalar(
-                datafusion::common::ScalarValue::try_from_array(&out, 0)?,
-            ));
-        }
-        Ok(ColumnarValue::Array(Arc::new(out)))
+        super::over_arrays(&args.args, |arrays| match arrays {
+            [interval, factor] => scale_column(interval, factor),
+            _ => exec_err!("interval scaling takes an interval and a number"),
+        })
     }
+}
+
+/// Each interval of a column times the factor beside it.
+fn scale_column(interval: &ArrayRef, factor: &ArrayRef) -> Result<ArrayRef> {
+    let interval = cast(interval, &DataType::Interval(IntervalUnit::MonthDayNano))?;
+    let factor = cast(factor, &DataType::Float64)?;
+    let intervals =
+        interval.as_primitive::<datafusion::arrow::datatypes::IntervalMonthDayNanoType>();
+    let factors = factor.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+    let mut out = Vec::with_capacity(intervals.len());
+    for row in 0..intervals.len() {
+        if intervals.is_null(row) || factors.is_null(row) {
+            out.push(None);
+            continue;
+        }
+        let (i, f) = (intervals.value(row), factors.value(row));
+        match scale(i, f) {
+            Some(v) => out.push(Some(v)),
+            None if f.is_infinite() || f.is_nan() => {
+                return exec_err!("division by zero (an interval divided by 0)")
+            }
+            None => return exec_err!("interval out of range (an interval times {f})"),
+        }
+    }
+    Ok(Arc::new(IntervalMonthDayNanoArray::from(out)))
 }
 
 #[cfg(test)]
