@@ -8,6 +8,7 @@
 //! The engine knows nothing of Jupyter: completion, inspection and input completeness are answered in terms of
 //! text and byte offsets, and rendering is the caller's business.
 
+pub mod catalog_view;
 pub mod complete;
 pub mod embed;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod plot;
 pub mod sql;
 pub mod stream;
 pub mod sys;
+pub mod text;
 pub mod time;
 pub mod vector;
 pub mod views;
@@ -123,6 +125,7 @@ fn plan_error(e: datafusion::error::DataFusionError) -> EngineError {
 pub struct Engine {
     ctx: SessionContext,
     indexes: Arc<vector::Registry>,
+    text: Arc<text::Text>,
     views: Arc<views::Registry>,
     sources: Arc<stream::Sources>,
     dialect: sql::Dialect,
@@ -188,6 +191,7 @@ impl Engine {
             .with_type_planner(Arc::new(sql::types::Types::default()))
             .with_query_planner(Arc::new(KestrelQueryPlanner))
             .with_physical_optimizer_rule(Arc::new(time::sliding::SlidingWindows))
+            .with_physical_optimizer_rule(Arc::new(text::matching::TextTopK))
             .build();
         // Our array-literal planner goes first: DataFusion's own turns `[...]` into make_array(...).
         let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> = vec![
@@ -221,13 +225,15 @@ impl Engine {
         ctx.register_udf(vector::knn::KnnMatch::udf());
         ctx.register_udf(vector::convert::ToVector::udf());
         let indexes = Arc::new(vector::Registry::default());
+        let text = Arc::new(text::Text::default());
+        text.register(&ctx);
         let views = Arc::new(views::Registry::default());
         let dialect = sql::Dialect::default();
         // Registering a schema in the default catalog cannot fail for a fresh session.
         if let Ok(sys) = sys::SysTables::register(&ctx) {
             sys.add(
                 "indexes",
-                vector::statements::SysIndexes::new(indexes.clone()),
+                sys::SysIndexes::new(vec![indexes.clone(), text.clone()]),
             );
             sys.add("views", views::SysViews::new(views.clone()));
             sys.add(
@@ -241,6 +247,7 @@ impl Engine {
         Self {
             ctx,
             indexes,
+            text,
             views,
             sources,
             dialect,
@@ -299,6 +306,22 @@ impl Engine {
                     self.views
                         .refresh(&self.ctx, &name, &self.sources)
                         .await
+                        .map_err(plan_error)?,
+                );
+            }
+            Statement::CreateAnalyzer(c) => {
+                return done(
+                    self.text
+                        .analyzers
+                        .create(c.def, c.or_replace)
+                        .map_err(plan_error)?,
+                );
+            }
+            Statement::DropAnalyzer { name, if_exists } => {
+                return done(
+                    self.text
+                        .analyzers
+                        .drop_analyzer(&name, if_exists)
                         .map_err(plan_error)?,
                 );
             }
@@ -426,15 +449,35 @@ impl Engine {
 
     /// Plans a statement the way [`Engine::execute`] does: KNN statements see tables with vector columns with
     /// their `_score` column, and KNN_MATCH's query subqueries are evaluated first.
-    async fn logical_plan(&self, statement: DfStatement) -> Result<LogicalPlan, EngineError> {
+    async fn logical_plan(&self, mut statement: DfStatement) -> Result<LogicalPlan, EngineError> {
         let mut state = self.ctx.state();
-        if vector::knn::statement_uses_knn(&statement) {
-            let scored = Arc::new(vector::knn::ScoredCatalogList::new(
+        let uses_match = self
+            .text
+            .prepare(&self.ctx, &mut statement)
+            .await
+            .map_err(plan_error)?;
+        let uses_knn = vector::knn::statement_uses_knn(&statement);
+        if uses_knn || uses_match {
+            let text = self.text.clone();
+            let wrap: catalog_view::Wrap = Arc::new(move |_name, table| {
+                let seen = if uses_knn {
+                    vector::knn::scored(table.clone())
+                } else {
+                    table.clone()
+                };
+                if uses_match {
+                    text::matching::MatchTable::wrap(&text, &table, seen)
+                } else {
+                    seen
+                }
+            });
+            let view = Arc::new(catalog_view::CatalogView::new(
                 state.catalog_list().clone(),
                 &statement,
+                wrap,
             ));
             state = SessionStateBuilder::new_from_existing(state)
-                .with_catalog_list(scored)
+                .with_catalog_list(view)
                 .build();
         }
         let plan = state.statement_to_plan(statement).await?;
@@ -468,6 +511,41 @@ impl Engine {
     ) -> Result<String, EngineError> {
         use vector::statements::IndexStatement;
         match stmt {
+            IndexStatement::Create(create)
+                if matches!(&create.using, Some(datafusion::sql::sqlparser::ast::IndexType::Custom(i))
+                    if i.value.eq_ignore_ascii_case("fulltext")) =>
+            {
+                let progress = opts.progress.clone();
+                let name = create
+                    .name
+                    .as_ref()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default();
+                let report = Arc::new(move |done: usize, total: usize| {
+                    if let Some(p) = &progress {
+                        p.rows.store(done as u64, Ordering::Relaxed);
+                        p.set_detail(Some(format!(
+                            "building full-text index {name}: {} of {} rows",
+                            group_thousands(done as u64),
+                            group_thousands(total as u64)
+                        )));
+                    }
+                });
+                let vectors = self.indexes.clone();
+                let result = self
+                    .text
+                    .create_index(
+                        &self.ctx,
+                        create,
+                        move |n| vectors.index(n).is_some(),
+                        report,
+                    )
+                    .await;
+                if let Some(p) = &opts.progress {
+                    p.set_detail(None);
+                }
+                result.map_err(plan_error)
+            }
             IndexStatement::Create(create) => {
                 let progress = opts.progress.clone();
                 let name = create
@@ -494,7 +572,30 @@ impl Engine {
                 result.map_err(plan_error)
             }
             IndexStatement::Drop { names, if_exists } => {
-                vector::statements::drop_index(&self.indexes, names, if_exists).map_err(plan_error)
+                // full-text indexes first, then vector indexes
+                let mut dropped = Vec::new();
+                let mut rest = Vec::new();
+                for n in names {
+                    let name = vector::statements::ident_name(n);
+                    if self.text.drop_index(&name).map_err(plan_error)? {
+                        dropped.push(name);
+                    } else {
+                        rest.push(n.clone());
+                    }
+                }
+                if rest.is_empty() && !dropped.is_empty() {
+                    return Ok(match dropped.as_slice() {
+                        [one] => format!("Dropped index {one}"),
+                        many => format!("Dropped indexes {}", many.join(", ")),
+                    });
+                }
+                let message = vector::statements::drop_index(&self.indexes, &rest, if_exists)
+                    .map_err(plan_error)?;
+                Ok(if dropped.is_empty() {
+                    message
+                } else {
+                    format!("Dropped index {}; {message}", dropped.join(", "))
+                })
             }
         }
     }

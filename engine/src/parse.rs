@@ -35,6 +35,10 @@ pub enum Statement {
         name: ObjectName,
         concurrently: bool,
     },
+    /// CrateDB's `CREATE [OR REPLACE] ANALYZER name (TOKENIZER ..., TOKEN_FILTERS (...))`.
+    CreateAnalyzer(crate::text::syntax::CreateAnalyzer),
+    /// `DROP ANALYZER [IF EXISTS] name`.
+    DropAnalyzer { name: String, if_exists: bool },
 }
 
 impl std::fmt::Display for Statement {
@@ -46,6 +50,8 @@ impl std::fmt::Display for Statement {
                 "REFRESH MATERIALIZED VIEW {}{name}",
                 if *concurrently { "CONCURRENTLY " } else { "" }
             ),
+            Statement::CreateAnalyzer(c) => write!(f, "CREATE ANALYZER {}", c.def.name),
+            Statement::DropAnalyzer { name, .. } => write!(f, "DROP ANALYZER {name}"),
         }
     }
 }
@@ -57,6 +63,8 @@ pub fn parse(sql: &str, dialect: &dyn Dialect) -> Result<Vec<Statement>, DataFus
         .map_err(ParserError::from)?;
     let tokens = rewrite_duckdb_asof(tokens);
     let tokens = crate::sql::timescale::rewrite_view_options(tokens);
+    let tokens = crate::text::syntax::rewrite_table_indexes(tokens)?;
+    let tokens = crate::text::syntax::rewrite_match(tokens)?;
     let mut parser = DFParserBuilder::new(tokens).with_dialect(dialect).build()?;
     let mut out = Vec::new();
     let mut expecting_delimiter = false;
@@ -75,7 +83,14 @@ pub fn parse(sql: &str, dialect: &dyn Dialect) -> Result<Vec<Statement>, DataFus
             ))
             .into());
         }
-        if is_word(&next.token, Keyword::REFRESH) {
+        if crate::text::syntax::at_create_analyzer(&parser.parser) {
+            out.push(Statement::CreateAnalyzer(
+                crate::text::syntax::parse_create_analyzer(&mut parser.parser)?,
+            ));
+        } else if crate::text::syntax::at_drop_analyzer(&parser.parser) {
+            let (name, if_exists) = crate::text::syntax::parse_drop_analyzer(&mut parser.parser)?;
+            out.push(Statement::DropAnalyzer { name, if_exists });
+        } else if is_word(&next.token, Keyword::REFRESH) {
             parser.parser.next_token();
             parser
                 .parser

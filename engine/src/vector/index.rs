@@ -268,7 +268,7 @@ pub struct RowRef {
 
 impl RowRef {
     /// A live table's row by sequence number (the high and low halves in `batch` and `row`).
-    fn seq(n: u64) -> Self {
+    pub(crate) fn seq(n: u64) -> Self {
         Self {
             partition: 0,
             batch: (n >> 32) as u32,
@@ -525,6 +525,77 @@ impl TableSnapshot {
     }
 }
 
+/// What other indexes over an [`IndexedTable`] (full-text) need of a snapshot: rows addressed by one `u64` key
+/// that stays valid while the rows do (a memory table's partition, batch and row packed; a live table's sequence
+/// number), so an index can name rows without holding them.
+impl TableSnapshot {
+    /// The table version the snapshot saw: DELETE, UPDATE and TRUNCATE bump it, and every row key changes.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The watermark after taking in every row of this snapshot.
+    pub(crate) fn watermark(&self) -> Vec<usize> {
+        self.batch_counts()
+    }
+
+    /// Calls `f(flat batch, row, key)` for every row beyond a watermark, in order.
+    pub(crate) fn for_each_row_beyond(
+        &self,
+        from: &[usize],
+        mut f: impl FnMut(usize, usize, u64) -> Result<()>,
+    ) -> Result<()> {
+        if let Some(seq) = &self.seq {
+            let w = from.first().copied().unwrap_or(0) as u64;
+            for b in self.beyond(from) {
+                for row in 0..self.flat[b].num_rows() {
+                    let n = seq.first[b] + row as u64;
+                    if n >= w {
+                        f(b, row, n)?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        for (p, &count) in self.partitions.iter().enumerate() {
+            for b in from.get(p).copied().unwrap_or(0)..count {
+                if p >= 1 << 8 || b >= 1 << 24 {
+                    return plan_err!(
+                        "a table of more than 256 partitions or 16M batches per partition cannot be \
+                         indexed; rewrite it with CREATE TABLE ... AS SELECT"
+                    );
+                }
+                let flat = self.starts[p] + b;
+                let base = ((p as u64) << 56) | ((b as u64) << 32);
+                for row in 0..self.flat[flat].num_rows() {
+                    f(flat, row, base | row as u64)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the row with this key is in the snapshot: (flat batch, row); `None` if it is gone.
+    pub(crate) fn locate_key(&self, key: u64) -> Option<(usize, usize)> {
+        let r = if self.seq.is_some() {
+            RowRef::seq(key)
+        } else {
+            RowRef {
+                partition: (key >> 56) as u32,
+                batch: ((key >> 32) & 0xff_ffff) as u32,
+                row: key as u32,
+            }
+        };
+        self.locate(r)
+    }
+
+    /// A live table's oldest row still held (keys below it were evicted); `None` for memory tables.
+    pub(crate) fn oldest_key(&self) -> Option<u64> {
+        let seq = self.seq.as_ref()?;
+        Some(seq.first.first().copied().unwrap_or(seq.end))
+    }
+}
+
 /// A table with vector indexes. Reads and writes go to the wrapped table.
 /// - An in-memory table: INSERT appends batches, which the indexes pick up; DELETE, UPDATE and TRUNCATE bump the
 ///   version, which invalidates them.
@@ -623,6 +694,43 @@ impl IndexedTable {
         }
     }
 
+    /// The table `name` of a session as an [`IndexedTable`], wrapping (and re-registering) an in-memory or Kafka
+    /// live table the first time an index is created on it. `what` names the index kind in the error for tables
+    /// read from files.
+    pub async fn attach(
+        ctx: &datafusion::execution::context::SessionContext,
+        name: &str,
+        what: &str,
+    ) -> Result<Arc<IndexedTable>> {
+        use std::any::Any;
+        let table_ref = datafusion::common::TableReference::from(name);
+        let provider = ctx.table_provider(table_ref.clone()).await?;
+        if super::knn::downcast::<IndexedTable>(&provider).is_some() {
+            let any: Arc<dyn Any + Send + Sync> = provider;
+            return any
+                .downcast::<IndexedTable>()
+                .map_err(|_| DataFusionError::Internal("indexed table changed type".into()));
+        }
+        let indexed = if super::knn::downcast::<MemTable>(&provider).is_some() {
+            let any: Arc<dyn Any + Send + Sync> = provider;
+            let mem = any
+                .downcast::<MemTable>()
+                .map_err(|_| DataFusionError::Internal("memory table changed type".into()))?;
+            Arc::new(IndexedTable::new(mem))
+        } else if let Some(live) = super::knn::downcast::<crate::stream::LiveProvider>(&provider) {
+            // a Kafka live table: the indexes take appended rows in as they arrive
+            IndexedTable::over_live(provider.clone(), live.0.clone())
+        } else {
+            return plan_err!(
+                "{what} needs an in-memory table, and {name} is read from a file or a source; load it first: \
+                 CREATE TABLE {name}_mem AS SELECT * FROM {name}"
+            );
+        };
+        ctx.deregister_table(table_ref.clone())?;
+        ctx.register_table(table_ref, indexed.clone())?;
+        Ok(indexed)
+    }
+
     pub fn indexes(&self) -> Vec<Arc<VectorIndex>> {
         self.indexes.read().map(|i| i.clone()).unwrap_or_default()
     }
@@ -704,6 +812,32 @@ impl IndexedTable {
             version,
             seq: None,
         }
+    }
+
+    /// The snapshot now without waiting (for sys tables, which cannot await): `None` while a write holds a
+    /// partition.
+    pub fn try_snapshot(&self) -> Option<TableSnapshot> {
+        let mem = match &self.rows {
+            Rows::Memory(m) => m,
+            Rows::Live(live) => return Some(live_snapshot(live)),
+        };
+        let version = self.version.load(Ordering::Acquire);
+        let mut partitions = Vec::with_capacity(mem.batches.len());
+        let mut flat = Vec::new();
+        let mut starts = Vec::with_capacity(mem.batches.len());
+        for p in &mem.batches {
+            let batches = p.try_read().ok()?;
+            starts.push(flat.len());
+            partitions.push(batches.len());
+            flat.extend(batches.iter().cloned());
+        }
+        Some(TableSnapshot {
+            partitions,
+            flat,
+            starts,
+            version,
+            seq: None,
+        })
     }
 
     /// How a KNN_MATCH on this column is answered, for EXPLAIN.

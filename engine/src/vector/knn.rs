@@ -16,7 +16,7 @@ use super::Metric;
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Float32Array, RecordBatch};
 use datafusion::arrow::compute::interleave_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, Session};
+use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{
     exec_err, plan_err, Column, DFSchema, DataFusionError, Result, ScalarValue,
@@ -203,108 +203,12 @@ fn has_vector_column(schema: &Schema) -> bool {
         .any(|f| vector_dims(f.data_type()).is_some())
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// The catalog as a KNN statement sees it.
-
-/// Wraps a catalog so that tables with vector columns appear as [`ScoredTable`]s, except the table an INSERT
-/// writes to (its columns are the ones it stores).
-#[derive(Debug)]
-pub struct ScoredCatalogList(Arc<dyn CatalogProviderList>, Arc<Option<String>>);
-
-#[derive(Debug)]
-struct ScoredCatalog(Arc<dyn CatalogProvider>, Arc<Option<String>>);
-
-#[derive(Debug)]
-struct ScoredSchema(Arc<dyn SchemaProvider>, Arc<Option<String>>);
-
-impl ScoredCatalogList {
-    /// The catalog `inner` as `statement` sees it.
-    pub fn new(inner: Arc<dyn CatalogProviderList>, statement: &DFStatement) -> Self {
-        Self(inner, Arc::new(insert_target(statement)))
-    }
-}
-
-/// The (unqualified, normalised) name of the table an INSERT writes to.
-fn insert_target(statement: &DFStatement) -> Option<String> {
-    let DFStatement::Statement(s) = statement else {
-        return None;
-    };
-    let datafusion::sql::sqlparser::ast::Statement::Insert(insert) = s.as_ref() else {
-        return None;
-    };
-    let datafusion::sql::sqlparser::ast::TableObject::TableName(name) = &insert.table else {
-        return None;
-    };
-    let ident = name.0.last()?.as_ident()?;
-    Some(if ident.quote_style.is_some() {
-        ident.value.clone()
+/// The table as a KNN statement sees it: with `_score` if it has a vector column.
+pub fn scored(table: Arc<dyn TableProvider>) -> Arc<dyn TableProvider> {
+    if has_vector_column(&table.schema()) {
+        Arc::new(ScoredTable::new(table))
     } else {
-        ident.value.to_lowercase()
-    })
-}
-
-impl CatalogProviderList for ScoredCatalogList {
-    fn register_catalog(
-        &self,
-        name: String,
-        catalog: Arc<dyn CatalogProvider>,
-    ) -> Option<Arc<dyn CatalogProvider>> {
-        self.0.register_catalog(name, catalog)
-    }
-    fn catalog_names(&self) -> Vec<String> {
-        self.0.catalog_names()
-    }
-    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
-        self.0
-            .catalog(name)
-            .map(|c| Arc::new(ScoredCatalog(c, self.1.clone())) as Arc<dyn CatalogProvider>)
-    }
-}
-
-impl CatalogProvider for ScoredCatalog {
-    fn schema_names(&self) -> Vec<String> {
-        self.0.schema_names()
-    }
-    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        self.0
-            .schema(name)
-            .map(|s| Arc::new(ScoredSchema(s, self.1.clone())) as Arc<dyn SchemaProvider>)
-    }
-    fn register_schema(
-        &self,
-        name: &str,
-        schema: Arc<dyn SchemaProvider>,
-    ) -> Result<Option<Arc<dyn SchemaProvider>>> {
-        self.0.register_schema(name, schema)
-    }
-}
-
-#[async_trait::async_trait]
-impl SchemaProvider for ScoredSchema {
-    fn table_names(&self) -> Vec<String> {
-        self.0.table_names()
-    }
-    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self.0.table(name).await?.map(|t| {
-            if has_vector_column(&t.schema()) && self.1.as_deref() != Some(name) {
-                Arc::new(ScoredTable::new(t)) as Arc<dyn TableProvider>
-            } else {
-                t
-            }
-        }))
-    }
-    fn register_table(
-        &self,
-        name: String,
-        table: Arc<dyn TableProvider>,
-    ) -> Result<Option<Arc<dyn TableProvider>>> {
-        self.0.register_table(name, table)
-    }
-    fn deregister_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        self.0.deregister_table(name)
-    }
-    fn table_exist(&self, name: &str) -> bool {
-        self.0.table_exist(name)
+        table
     }
 }
 
@@ -334,7 +238,7 @@ impl ScoredTable {
 }
 
 /// Drops table qualifiers so an expression can be planned against the table's own (unqualified) schema.
-fn unqualified(expr: &Expr) -> Result<Expr> {
+pub(crate) fn unqualified(expr: &Expr) -> Result<Expr> {
     expr.clone()
         .transform(|e| match e {
             Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(
@@ -345,7 +249,11 @@ fn unqualified(expr: &Expr) -> Result<Expr> {
         .map(|t| t.data)
 }
 
-fn physical(expr: &Expr, schema: &SchemaRef, state: &dyn Session) -> Result<Arc<dyn PhysicalExpr>> {
+pub(crate) fn physical(
+    expr: &Expr,
+    schema: &SchemaRef,
+    state: &dyn Session,
+) -> Result<Arc<dyn PhysicalExpr>> {
     let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
     create_physical_expr(
         &unqualified(expr)?,
@@ -355,15 +263,15 @@ fn physical(expr: &Expr, schema: &SchemaRef, state: &dyn Session) -> Result<Arc<
     )
 }
 
-fn conjunction(filters: &[Expr]) -> Option<Expr> {
+pub(crate) fn conjunction(filters: &[Expr]) -> Option<Expr> {
     filters.iter().cloned().reduce(|a, b| a.and(b))
 }
 
 /// Evaluates a constant expression (a literal, `[1, 2]`, `normalize([...])`).
-fn constant(expr: &Expr, state: &dyn Session, what: &str) -> Result<ScalarValue> {
+pub(crate) fn constant(expr: &Expr, state: &dyn Session, what: &str) -> Result<ScalarValue> {
     if !expr.column_refs().is_empty() {
         return plan_err!(
-            "KNN_MATCH: {what} must be a constant or a scalar subquery, not a column expression"
+            "{what} must be a constant or a scalar subquery, not a column expression"
         );
     }
     let empty = Arc::new(Schema::empty());
@@ -446,12 +354,12 @@ impl TableProvider for ScoredTable {
             let Some(dims) = vector_dims(base.field(column_index).data_type()) else {
                 return plan_err!("KNN_MATCH: column {column} is not a FLOAT_VECTOR column");
             };
-            let query = constant(&args[1], state, "the query vector")?;
+            let query = constant(&args[1], state, "KNN_MATCH: the query vector")?;
             let what = format!("KNN_MATCH query vector for {column} FLOAT_VECTOR({dims})");
             let Some(query) = Vectors::scalar(&query, &what, Some(dims))? else {
                 return plan_err!("KNN_MATCH: the query vector is NULL");
             };
-            let k = match constant(&args[2], state, "k")? {
+            let k = match constant(&args[2], state, "KNN_MATCH: k")? {
                 v if v.is_null() => return plan_err!("KNN_MATCH: k is NULL"),
                 v => match v.cast_to(&DataType::Int64)? {
                     ScalarValue::Int64(Some(k)) if k > 0 => k as usize,

@@ -5,17 +5,11 @@ use super::convert::vector_dims;
 use super::index::{HnswParams, IndexedTable, VectorIndex};
 use super::Metric;
 use crate::outcome::group_thousands;
-use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::MemTable;
 use datafusion::common::{plan_err, DataFusionError, Result, TableReference};
 use datafusion::execution::context::SessionContext;
 use datafusion::sql::sqlparser::ast::{
     self, BinaryOperator, CreateIndex, Expr as SqlExpr, IndexType, ObjectName, Value,
 };
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -64,7 +58,7 @@ impl Registry {
 }
 
 /// An identifier as SQL means it: unquoted names fold to lower case.
-fn ident_name(name: &ObjectName) -> String {
+pub(crate) fn ident_name(name: &ObjectName) -> String {
     name.0
         .iter()
         .filter_map(|p| p.as_ident())
@@ -202,31 +196,7 @@ pub async fn create_index(
             schema.field(column_index).data_type()
         );
     };
-    let table: Arc<IndexedTable> = if super::knn::downcast::<IndexedTable>(&provider).is_some() {
-        let any: Arc<dyn Any + Send + Sync> = provider;
-        any.downcast::<IndexedTable>()
-            .map_err(|_| DataFusionError::Internal("indexed table changed type".into()))?
-    } else if super::knn::downcast::<MemTable>(&provider).is_some() {
-        let any: Arc<dyn Any + Send + Sync> = provider;
-        let mem = any
-            .downcast::<MemTable>()
-            .map_err(|_| DataFusionError::Internal("memory table changed type".into()))?;
-        let indexed = Arc::new(IndexedTable::new(mem));
-        ctx.deregister_table(table_ref.clone())?;
-        ctx.register_table(table_ref.clone(), indexed.clone())?;
-        indexed
-    } else if let Some(live) = super::knn::downcast::<crate::stream::LiveProvider>(&provider) {
-        // a Kafka live table: the index takes appended rows in as they arrive
-        let indexed = IndexedTable::over_live(provider.clone(), live.0.clone());
-        ctx.deregister_table(table_ref.clone())?;
-        ctx.register_table(table_ref.clone(), indexed.clone())?;
-        indexed
-    } else {
-        return plan_err!(
-            "CREATE INDEX needs an in-memory table, and {table_name} is read from a file or a source; \
-             load it first: CREATE TABLE {table_name}_mem AS SELECT * FROM {table_name}"
-        );
-    };
+    let table = IndexedTable::attach(ctx, &table_name, "CREATE INDEX").await?;
     let threads = ctx.state().config().target_partitions().max(1);
     let index = VectorIndex::new(
         name.clone(),
@@ -303,81 +273,32 @@ pub fn index_statement(statement: &ast::Statement) -> Option<IndexStatement<'_>>
     }
 }
 
-/// `sys.indexes`: one row per index.
-#[derive(Debug)]
-pub struct SysIndexes {
-    registry: Arc<Registry>,
-    schema: SchemaRef,
-}
-
-impl crate::sys::SysTable for SysIndexes {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-    fn batch(&self) -> Result<RecordBatch> {
-        self.rows()
-    }
-}
-
-impl SysIndexes {
-    pub fn new(registry: Arc<Registry>) -> Self {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("name", DataType::Utf8, false),
-            Field::new("table", DataType::Utf8, false),
-            Field::new("column", DataType::Utf8, false),
-            Field::new("dims", DataType::Int32, false),
-            Field::new("metric", DataType::Utf8, false),
-            Field::new("rows_indexed", DataType::Int64, false),
-            Field::new("rows_pending", DataType::Int64, false),
-            Field::new("segments", DataType::Int32, false),
-            Field::new("m", DataType::Int32, false),
-            Field::new("ef_construction", DataType::Int32, false),
-            Field::new("ef_search", DataType::Int32, false),
-            Field::new("build_seconds", DataType::Float64, false),
-            Field::new("building", DataType::Boolean, false),
-            Field::new("last_error", DataType::Utf8, true),
-        ]));
-        Self { registry, schema }
-    }
-
-    fn rows(&self) -> Result<RecordBatch> {
-        let live = self.registry.live();
-        let idx: Vec<(&VectorIndex, super::index::IndexStats)> =
-            live.iter().map(|(_, i)| (i.as_ref(), i.stats())).collect();
-        let pending =
-            Int64Array::from_iter_values(live.iter().map(|(t, i)| t.pending_rows(i) as i64));
-        let strings = |f: &dyn Fn(&VectorIndex) -> String| -> ArrayRef {
-            Arc::new(StringArray::from_iter_values(idx.iter().map(|(i, _)| f(i))))
-        };
-        let ints = |f: &dyn Fn(&VectorIndex, &super::index::IndexStats) -> i32| -> ArrayRef {
-            Arc::new(Int32Array::from_iter_values(
-                idx.iter().map(|(i, s)| f(i, s)),
-            ))
-        };
-        let columns: Vec<ArrayRef> = vec![
-            strings(&|i| i.name.clone()),
-            strings(&|i| i.table.clone()),
-            strings(&|i| i.column.clone()),
-            ints(&|i, _| i.dim as i32),
-            strings(&|i| i.metric.name().to_string()),
-            Arc::new(Int64Array::from_iter_values(
-                idx.iter().map(|(_, s)| s.rows_indexed as i64),
-            )),
-            Arc::new(pending),
-            ints(&|_, s| s.segments as i32),
-            ints(&|i, _| i.params.m as i32),
-            ints(&|i, _| i.params.ef_construction as i32),
-            ints(&|i, _| i.ef_search() as i32),
-            Arc::new(Float64Array::from_iter_values(idx.iter().map(|(_, s)| {
-                (s.build_time.as_secs_f64() * 1000.0).round() / 1000.0
-            }))),
-            Arc::new(BooleanArray::from_iter(
-                idx.iter().map(|(_, s)| Some(s.building)),
-            )),
-            Arc::new(StringArray::from_iter(
-                idx.iter().map(|(_, s)| s.last_error.clone()),
-            )),
-        ];
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+/// The vector indexes' rows of `sys.indexes`.
+impl crate::sys::IndexLister for Registry {
+    fn index_rows(&self) -> Vec<crate::sys::IndexRow> {
+        self.live()
+            .into_iter()
+            .map(|(table, i)| {
+                let s = i.stats();
+                crate::sys::IndexRow {
+                    name: i.name.clone(),
+                    table: i.table.clone(),
+                    column: i.column.clone(),
+                    dims: Some(i.dim as i32),
+                    metric: Some(i.metric.name().to_string()),
+                    rows_indexed: s.rows_indexed as i64,
+                    rows_pending: table.pending_rows(&i) as i64,
+                    segments: s.segments as i32,
+                    m: Some(i.params.m as i32),
+                    ef_construction: Some(i.params.ef_construction as i32),
+                    ef_search: Some(i.ef_search() as i32),
+                    build_seconds: s.build_time.as_secs_f64(),
+                    building: s.building,
+                    last_error: s.last_error,
+                    using: "hnsw".into(),
+                    analyzer: None,
+                }
+            })
+            .collect()
     }
 }
