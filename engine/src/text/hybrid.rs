@@ -98,17 +98,19 @@ fn parse_options(text: &str) -> Result<Options> {
                     )
                 }
             },
-            "candidates" => {
-                match value.parse::<usize>() {
-                    Ok(n) if n > 0 => candidates = Some(n),
-                    _ => return plan_err!(
+            "candidates" => match value.parse::<usize>() {
+                Ok(n) if n > 0 => candidates = Some(n),
+                _ => {
+                    return plan_err!(
                         "hybrid_search option candidates must be a positive integer, got '{value}'"
-                    ),
+                    )
                 }
-            }
-            other => return plan_err!(
+            },
+            other => {
+                return plan_err!(
                 "unknown hybrid_search option '{other}' (known: rrf_k, candidates, fusion, alpha)"
-            ),
+            )
+            }
         }
     }
     Ok(Options {
