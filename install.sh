@@ -18,7 +18,7 @@ done
 ensure_system_packages
 ensure_venv
 ensure_model
-build_kestrel
+build_kestrel --bins
 install_kernel
 say "kernelspec: $("$VENV/bin/jupyter" kernelspec list | grep kestrel)"
 say "command line: $VENV/bin/kestrel sql -c 'SELECT 1'"

