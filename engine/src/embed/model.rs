@@ -80,8 +80,13 @@ impl Model {
         })
     }
 
-    /// One unit vector per text, in order. `done` is told how many texts are finished, after each batch.
-    pub fn embed(&self, texts: &[&str], done: &dyn Fn(usize)) -> Result<Vec<Vec<f32>>, String> {
+    /// One unit vector per text, in order. `done` is told how many texts are finished, after each batch; an
+    /// error from it stops the work there.
+    pub fn embed(
+        &self,
+        texts: &[&str],
+        done: &mut dyn FnMut(usize) -> Result<(), String>,
+    ) -> Result<Vec<Vec<f32>>, String> {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         // longest first: the slowest batch starts at once and the padding of each batch stays small
         order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
@@ -94,7 +99,7 @@ impl Model {
                 out[i] = v;
             }
             finished += chunk.len();
-            done(finished);
+            done(finished)?;
         }
         Ok(out)
     }

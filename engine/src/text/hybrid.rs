@@ -22,12 +22,20 @@ use datafusion::arrow::array::{ArrayRef, Float32Array, Float64Array, Int64Array,
 use datafusion::arrow::compute::interleave_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionImpl};
-use datafusion::common::{plan_err, DataFusionError, Result, ScalarValue};
-use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{exec_err, plan_err, DataFusionError, Result, ScalarValue};
 use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
 
 const USAGE: &str = "hybrid_search(table, text_index, vector_column, 'query text', k [, 'rrf_k=60, candidates=100, \
@@ -204,7 +212,7 @@ impl TableFunctionImpl for HybridSearch {
         ] {
             fields.push(Arc::new(Field::new(name, t, true)));
         }
-        Ok(Arc::new(HybridTable {
+        Ok(Arc::new(HybridTable(Arc::new(HybridQuery {
             indexed,
             text,
             index,
@@ -213,12 +221,16 @@ impl TableFunctionImpl for HybridSearch {
             k,
             options,
             schema: Arc::new(Schema::new(fields)),
-        }))
+        }))))
     }
 }
 
+/// The table a hybrid_search call stands for: its question and options; the search runs when the plan runs.
 #[derive(Debug)]
-struct HybridTable {
+struct HybridTable(Arc<HybridQuery>);
+
+#[derive(Debug)]
+struct HybridQuery {
     indexed: Arc<IndexedTable>,
     text: Arc<TableText>,
     index: String,
@@ -249,7 +261,7 @@ fn normalised(scores: &[f32]) -> impl Fn(f32) -> f64 {
     }
 }
 
-impl HybridTable {
+impl HybridQuery {
     async fn search(&self) -> Result<RecordBatch> {
         let snapshot = self.indexed.snapshot().await;
         let rows: usize = snapshot.batches().iter().map(|b| b.num_rows()).sum();
@@ -282,7 +294,7 @@ impl HybridTable {
         let vector = tokio::task::spawn_blocking(move || -> Result<Vec<f32>> {
             let model = crate::embed::model().map_err(DataFusionError::Plan)?;
             let mut v = model
-                .embed(&[query.as_str()], &|_| {})
+                .embed(&[query.as_str()], &mut |_| Ok(()))
                 .map_err(DataFusionError::Execution)?;
             v.pop()
                 .ok_or_else(|| DataFusionError::Internal("embed returned nothing".into()))
@@ -368,7 +380,7 @@ impl HybridTable {
 #[async_trait::async_trait]
 impl TableProvider for HybridTable {
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.0.schema.clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -382,11 +394,96 @@ impl TableProvider for HybridTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batch = self.search().await?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
+        let schema = match projection {
+            Some(p) => Arc::new(self.0.schema.project(p)?),
+            None => self.0.schema.clone(),
+        };
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Ok(Arc::new(HybridSearchExec {
+            query: self.0.clone(),
+            projection: projection.cloned(),
+            schema,
+            properties,
+        }))
+    }
+}
+
+/// Runs one hybrid_search: both searches and the fusion happen when the plan executes (EXPLAIN searches nothing).
+#[derive(Debug)]
+struct HybridSearchExec {
+    query: Arc<HybridQuery>,
+    projection: Option<Vec<usize>>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl DisplayAs for HybridSearchExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let q = &self.query;
+        write!(
+            f,
+            "HybridSearchExec: text_index={}, vector_column={}, query={:?}, k={}, fusion={:?}",
+            q.index,
+            q.indexed.schema().field(q.column_index).name(),
+            q.query,
+            q.k,
+            q.options.fusion
+        )
+    }
+}
+
+impl ExecutionPlan for HybridSearchExec {
+    fn name(&self) -> &'static str {
+        "HybridSearchExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return exec_err!("HybridSearchExec has one partition, asked for {partition}");
+        }
+        let query = self.query.clone();
+        let projection = self.projection.clone();
+        let stream = futures::stream::once(async move {
+            let batch = query.search().await?;
+            match projection {
+                Some(p) => Ok(batch.project(&p)?),
+                None => Ok(batch),
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
-            projection.cloned(),
-        )?)
+            stream,
+        )))
     }
 }

@@ -168,12 +168,7 @@ impl TableText {
         } else {
             &[]
         };
-        let mut n = 0;
-        let _ = snapshot.for_each_row_beyond(from, |_, _, _| {
-            n += 1;
-            Ok(())
-        });
-        n
+        snapshot.rows_beyond(from)
     }
 
     /// Replaces the table's index definitions; the next refresh re-reads the table into a tantivy index with a
@@ -272,11 +267,7 @@ impl TableText {
                 changed = true;
             }
         }
-        let mut total = 0usize;
-        snapshot.for_each_row_beyond(&b.watermark, |_, _, _| {
-            total += 1;
-            Ok(())
-        })?;
+        let total = snapshot.rows_beyond(&b.watermark);
         if total > 0 {
             let batches = snapshot.batches();
             let mut columns: Vec<(usize, Vec<Option<Texts>>)> = Vec::new();

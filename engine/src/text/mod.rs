@@ -58,6 +58,28 @@ impl Text {
         );
     }
 
+    /// DROP ANALYZER, refused while a full-text index uses the analyzer (its rows were split by it; queries and
+    /// new rows must be split the same way).
+    pub fn drop_analyzer(&self, name: &str, if_exists: bool) -> Result<String> {
+        let key = name.to_ascii_lowercase();
+        let users: Vec<String> = self
+            .tables()
+            .iter()
+            .flat_map(|t| t.defs())
+            .filter(|d| !d.analyzer.builtin && d.analyzer.name.eq_ignore_ascii_case(&key))
+            .map(|d| format!("{} on {}", d.name, d.table))
+            .collect();
+        if !users.is_empty() {
+            return plan_err!(
+                "analyzer {key} is used by the full-text index{} {}; DROP INDEX {} first",
+                if users.len() > 1 { "es" } else { "" },
+                users.join(", "),
+                if users.len() > 1 { "them" } else { "it" }
+            );
+        }
+        self.analyzers.drop_analyzer(&key, if_exists)
+    }
+
     /// Tables whose indexes are still there (a dropped or replaced table takes its indexes with it).
     pub fn tables(&self) -> Vec<Arc<TableText>> {
         let Ok(mut tables) = self.tables.lock() else {

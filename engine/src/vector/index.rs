@@ -19,6 +19,7 @@ use super::convert::Vectors;
 use super::knn::{Hit, PreparedQuery, TopK};
 use super::Metric;
 use crate::stream::live::{AppendHook, LiveTable};
+use crate::views::MaterializedView;
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{MemTable, Session};
@@ -400,6 +401,25 @@ struct Sequence {
 }
 
 impl TableSnapshot {
+    /// Over an in-memory table's partitions (rows addressed by partition, batch and row).
+    fn of_partitions<'a>(parts: impl Iterator<Item = &'a [RecordBatch]>, version: u64) -> Self {
+        let mut partitions = Vec::new();
+        let mut flat = Vec::new();
+        let mut starts = Vec::new();
+        for batches in parts {
+            starts.push(flat.len());
+            partitions.push(batches.len());
+            flat.extend(batches.iter().cloned());
+        }
+        TableSnapshot {
+            partitions,
+            flat,
+            starts,
+            version,
+            seq: None,
+        }
+    }
+
     pub fn batches(&self) -> &[RecordBatch] {
         &self.flat
     }
@@ -540,6 +560,27 @@ impl TableSnapshot {
     }
 
     /// Calls `f(flat batch, row, key)` for every row beyond a watermark, in order.
+    /// How many rows [`Self::for_each_row_beyond`] would visit, without visiting them.
+    pub(crate) fn rows_beyond(&self, from: &[usize]) -> usize {
+        match &self.seq {
+            Some(seq) => {
+                let w = from.first().copied().unwrap_or(0) as u64;
+                self.beyond(from)
+                    .into_iter()
+                    .map(|b| {
+                        let rows = self.flat[b].num_rows();
+                        rows - (w.saturating_sub(seq.first[b]) as usize).min(rows)
+                    })
+                    .sum()
+            }
+            None => self
+                .beyond(from)
+                .into_iter()
+                .map(|b| self.flat[b].num_rows())
+                .sum(),
+        }
+    }
+
     pub(crate) fn for_each_row_beyond(
         &self,
         from: &[usize],
@@ -612,6 +653,8 @@ pub struct IndexedTable {
 enum Rows {
     Memory(Arc<MemTable>),
     Live(Arc<LiveTable>),
+    /// A materialized view: a live source's maintainer appends batches to it, a REFRESH replaces them.
+    View(Arc<MaterializedView>),
 }
 
 impl IndexedTable {
@@ -642,11 +685,21 @@ impl IndexedTable {
         table
     }
 
+    /// Indexes over a materialized view (`provider` is what DataFusion had registered for it).
+    pub fn over_view(provider: Arc<dyn TableProvider>, view: Arc<MaterializedView>) -> Self {
+        Self {
+            inner: provider,
+            rows: Rows::View(view),
+            version: AtomicU64::new(0),
+            indexes: RwLock::new(Vec::new()),
+        }
+    }
+
     /// The live table under the indexes, if that is what they index.
     pub fn live(&self) -> Option<&Arc<LiveTable>> {
         match &self.rows {
             Rows::Live(l) => Some(l),
-            Rows::Memory(_) => None,
+            Rows::Memory(_) | Rows::View(_) => None,
         }
     }
 
@@ -720,6 +773,9 @@ impl IndexedTable {
         } else if let Some(live) = super::knn::downcast::<crate::stream::LiveProvider>(&provider) {
             // a Kafka live table: the indexes take appended rows in as they arrive
             IndexedTable::over_live(provider.clone(), live.0.clone())
+        } else if let Some(view) = crate::views::view_behind(&provider) {
+            // a materialized view: rows its maintainer appends extend the indexes, a refresh rebuilds them
+            Arc::new(IndexedTable::over_view(provider.clone(), view))
         } else {
             return plan_err!(
                 "{what} needs an in-memory table, and {name} is read from a file or a source; load it first: \
@@ -750,38 +806,22 @@ impl IndexedTable {
     /// since the last build, or all of them after a DELETE/UPDATE until the rebuild lands.
     pub fn pending_rows(&self, index: &VectorIndex) -> usize {
         let state = index.state();
-        let mem = match &self.rows {
-            Rows::Memory(m) => m,
-            Rows::Live(live) => {
-                let snapshot = live_snapshot(live);
-                return snapshot
-                    .beyond(&state.watermark)
-                    .into_iter()
-                    .map(|b| {
-                        let batch = &snapshot.flat[b];
-                        batch.num_rows() - batch.column(index.column_index).null_count()
-                    })
-                    .sum();
-            }
+        // a write holding a partition: nothing to report until it is done
+        let Some(snapshot) = self.try_snapshot() else {
+            return 0;
         };
-        let stale = state.version != self.version.load(Ordering::Acquire);
-        let mut pending = 0;
-        for (p, partition) in mem.batches.iter().enumerate() {
-            let Ok(batches) = partition.try_read() else {
-                continue;
-            };
-            let from = if stale {
-                0
-            } else {
-                state.watermark.get(p).copied().unwrap_or(0)
-            };
-            pending += batches
-                .iter()
-                .skip(from)
-                .map(|b| b.num_rows() - b.column(index.column_index).null_count())
-                .sum::<usize>();
-        }
-        pending
+        let batches = if state.version != snapshot.version {
+            (0..snapshot.flat.len()).collect()
+        } else {
+            snapshot.beyond(&state.watermark)
+        };
+        batches
+            .into_iter()
+            .map(|b| {
+                let batch = &snapshot.flat[b];
+                batch.num_rows() - batch.column(index.column_index).null_count()
+            })
+            .sum()
     }
 
     fn index_on(&self, column: usize) -> Option<Arc<VectorIndex>> {
@@ -791,53 +831,39 @@ impl IndexedTable {
     }
 
     pub async fn snapshot(&self) -> TableSnapshot {
-        let mem = match &self.rows {
-            Rows::Memory(m) => m,
-            Rows::Live(live) => return live_snapshot(live),
-        };
-        let version = self.version.load(Ordering::Acquire);
-        let mut partitions = Vec::with_capacity(mem.batches.len());
-        let mut flat = Vec::new();
-        let mut starts = Vec::with_capacity(mem.batches.len());
-        for p in &mem.batches {
-            let batches = p.read().await;
-            starts.push(flat.len());
-            partitions.push(batches.len());
-            flat.extend(batches.iter().cloned());
-        }
-        TableSnapshot {
-            partitions,
-            flat,
-            starts,
-            version,
-            seq: None,
+        match &self.rows {
+            Rows::Memory(m) => {
+                let version = self.version.load(Ordering::Acquire);
+                let mut guards = Vec::with_capacity(m.batches.len());
+                for p in &m.batches {
+                    guards.push(p.read().await);
+                }
+                TableSnapshot::of_partitions(guards.iter().map(|g| g.as_slice()), version)
+            }
+            Rows::Live(live) => live_snapshot(live),
+            Rows::View(view) => view_snapshot(view),
         }
     }
 
     /// The snapshot now without waiting (for sys tables, which cannot await): `None` while a write holds a
     /// partition.
     pub fn try_snapshot(&self) -> Option<TableSnapshot> {
-        let mem = match &self.rows {
-            Rows::Memory(m) => m,
-            Rows::Live(live) => return Some(live_snapshot(live)),
-        };
-        let version = self.version.load(Ordering::Acquire);
-        let mut partitions = Vec::with_capacity(mem.batches.len());
-        let mut flat = Vec::new();
-        let mut starts = Vec::with_capacity(mem.batches.len());
-        for p in &mem.batches {
-            let batches = p.try_read().ok()?;
-            starts.push(flat.len());
-            partitions.push(batches.len());
-            flat.extend(batches.iter().cloned());
+        match &self.rows {
+            Rows::Memory(m) => {
+                let version = self.version.load(Ordering::Acquire);
+                let guards = m
+                    .batches
+                    .iter()
+                    .map(|p| p.try_read().ok())
+                    .collect::<Option<Vec<_>>>()?;
+                Some(TableSnapshot::of_partitions(
+                    guards.iter().map(|g| g.as_slice()),
+                    version,
+                ))
+            }
+            Rows::Live(live) => Some(live_snapshot(live)),
+            Rows::View(view) => Some(view_snapshot(view)),
         }
-        Some(TableSnapshot {
-            partitions,
-            flat,
-            starts,
-            version,
-            seq: None,
-        })
     }
 
     /// How a KNN_MATCH on this column is answered, for EXPLAIN.
@@ -985,6 +1011,12 @@ impl IndexedTable {
         }
         Ok((top.into_sorted(), metric))
     }
+}
+
+/// A materialized view's rows now: its generation is the snapshot's version (a refresh rewrites every row).
+fn view_snapshot(view: &MaterializedView) -> TableSnapshot {
+    let (parts, generation) = view.rows();
+    TableSnapshot::of_partitions(parts.iter().map(|p| p.as_slice()), generation)
 }
 
 /// A live table's rows now, addressed by sequence number.

@@ -138,6 +138,7 @@ pub async fn create_index(
     ctx: &SessionContext,
     registry: &Registry,
     stmt: &CreateIndex,
+    taken: impl Fn(&str) -> bool,
     progress: Arc<dyn Fn(usize, usize) + Send + Sync>,
 ) -> Result<String> {
     let usage =
@@ -147,10 +148,15 @@ pub async fn create_index(
         Some(IndexType::Custom(i)) if i.value.eq_ignore_ascii_case("hnsw") => {}
         Some(other) => {
             return plan_err!(
-                "index type {other} is not supported; Kestrel builds vector indexes: {usage}"
+                "index type {other} is not supported; Kestrel builds vector indexes ({usage}) and \
+                 full-text indexes (CREATE INDEX name ON table USING fulltext (columns))"
             )
         }
-        None => return plan_err!("Kestrel supports vector indexes only: {usage}"),
+        None => {
+            return plan_err!(
+                "CREATE INDEX needs USING hnsw (a vector index: {usage}) or USING fulltext (columns)"
+            )
+        }
     }
     let Some(name) = &stmt.name else {
         return plan_err!("CREATE INDEX needs a name: {usage}");
@@ -176,7 +182,7 @@ pub async fn create_index(
         _ => return plan_err!("an hnsw index is built on exactly one column: {usage}"),
     };
     let (metric, params) = parse_options(&stmt.with)?;
-    if registry.get(&name).is_some() {
+    if registry.get(&name).is_some() || taken(&name) {
         if stmt.if_not_exists {
             return Ok(format!("Index {name} already exists; nothing changed"));
         }

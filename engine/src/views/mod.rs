@@ -27,6 +27,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, ObjectName, ObjectType};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -209,6 +210,9 @@ pub struct MaterializedView {
     /// Held while the view takes in rows (the maintainer) or is rebuilt (REFRESH).
     maintaining: tokio::sync::Mutex<()>,
     partitions: RwLock<Arc<Vec<Vec<RecordBatch>>>>,
+    /// Bumped (under the `partitions` lock) each time the rows are replaced rather than appended to: an index over
+    /// the view then rebuilds, while appended batches only extend it.
+    generation: AtomicU64,
     refreshed: Mutex<Refreshed>,
 }
 
@@ -254,6 +258,7 @@ impl MaterializedView {
         let parts = spread(batches, partitions);
         if let Ok(mut p) = self.partitions.write() {
             *p = Arc::new(parts);
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
         if let Ok(mut r) = self.refreshed.lock() {
             *r = Refreshed {
@@ -293,11 +298,23 @@ impl MaterializedView {
     }
 
     fn snapshot(&self) -> Arc<Vec<Vec<RecordBatch>>> {
+        self.rows().0
+    }
+
+    /// The rows now, by partition, and their generation. Appends push batches at the ends of partitions and keep
+    /// the generation; a refresh or recompute replaces every batch and bumps it.
+    pub fn rows(&self) -> (Arc<Vec<Vec<RecordBatch>>>, u64) {
         match self.partitions.read() {
-            Ok(p) => p.clone(),
-            Err(_) => Arc::new(vec![]),
+            Ok(p) => (p.clone(), self.generation.load(Ordering::Acquire)),
+            Err(_) => (Arc::new(vec![]), self.generation.load(Ordering::Acquire)),
         }
     }
+}
+
+/// The materialized view behind a registered table, if it is one.
+pub fn view_behind(provider: &Arc<dyn TableProvider>) -> Option<Arc<MaterializedView>> {
+    let any: &dyn std::any::Any = provider.as_ref();
+    any.downcast_ref::<ViewTableProvider>().map(|v| v.0.clone())
 }
 
 fn spread(batches: Vec<RecordBatch>, partitions: usize) -> Vec<Vec<RecordBatch>> {
@@ -488,6 +505,7 @@ impl Registry {
             moving,
             maintaining: tokio::sync::Mutex::new(()),
             partitions: RwLock::new(Arc::new(vec![])),
+            generation: AtomicU64::new(0),
             refreshed: Mutex::new(Refreshed {
                 rows: 0,
                 at: SystemTime::now(),
