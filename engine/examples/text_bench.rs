@@ -15,7 +15,7 @@
 //!
 //!     text_bench embed --texts T.parquet --threads 1
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::physical_plan::collect;
@@ -104,7 +104,8 @@ async fn measure(engine: &Engine, sqls: &[String]) -> Value {
 async fn fulltext(args: &[String]) -> Value {
     let docs = flag(args, "--docs").expect("--docs");
     let queries: Value = serde_json::from_str(
-        &std::fs::read_to_string(flag(args, "--queries").expect("--queries")).expect("queries file"),
+        &std::fs::read_to_string(flag(args, "--queries").expect("--queries"))
+            .expect("queries file"),
     )
     .expect("queries JSON");
     let stream_seconds: f64 = flag(args, "--stream-seconds")
@@ -146,12 +147,8 @@ async fn fulltext(args: &[String]) -> Value {
     let top10 = |filter: &str| {
         format!("SELECT id, _score FROM docs WHERE {filter} ORDER BY _score DESC LIMIT 10")
     };
-    let texts = |kind: &str| -> Vec<Value> {
-        queries[kind]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    };
+    let texts =
+        |kind: &str| -> Vec<Value> { queries[kind].as_array().cloned().unwrap_or_default() };
     let mut kinds = serde_json::Map::new();
     for kind in ["or", "and", "phrase", "filtered"] {
         let sqls: Vec<String> = texts(kind)
@@ -201,16 +198,18 @@ async fn fulltext(args: &[String]) -> Value {
             .collect();
         let last = inserted + per_tick - 1;
         let t0 = Instant::now();
-        run(&engine, &format!("INSERT INTO docs VALUES {}", rows.join(", "))).await;
-        let found = int(
-            &run(
-                &engine,
-                &format!(
-                    "SELECT CAST(count(*) AS BIGINT) FROM docs WHERE MATCH(docs_ft, 'fresh{last}')"
-                ),
-            )
-            .await,
-        );
+        run(
+            &engine,
+            &format!("INSERT INTO docs VALUES {}", rows.join(", ")),
+        )
+        .await;
+        let found = int(&run(
+            &engine,
+            &format!(
+                "SELECT CAST(count(*) AS BIGINT) FROM docs WHERE MATCH(docs_ft, 'fresh{last}')"
+            ),
+        )
+        .await);
         assert_eq!(found, 1, "row fresh{last} not found right after its INSERT");
         visible_ms.push(t0.elapsed().as_secs_f64() * 1e3);
         inserted += per_tick;
@@ -275,12 +274,19 @@ async fn live(args: &[String]) -> Value {
         let rows: Vec<String> = (0..per_tick)
             .map(|i| {
                 let k = inserted + i;
-                format!("({k}, 'streamed row fresh{k} about pumps and valves number {}')", k % 97)
+                format!(
+                    "({k}, 'streamed row fresh{k} about pumps and valves number {}')",
+                    k % 97
+                )
             })
             .collect();
         let last = inserted + per_tick - 1;
         let t0 = Instant::now();
-        run(&engine, &format!("INSERT INTO live VALUES {}", rows.join(", "))).await;
+        run(
+            &engine,
+            &format!("INSERT INTO live VALUES {}", rows.join(", ")),
+        )
+        .await;
         let probe = format!(
             "SELECT CAST(count(*) AS BIGINT) FROM live WHERE MATCH(live_ft, 'fresh{last}')"
         );
@@ -289,7 +295,10 @@ async fn live(args: &[String]) -> Value {
             if int(&run(&engine, &probe).await) == 1 {
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(30), "fresh{last} never became visible");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "fresh{last} never became visible"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         visible_ms.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -351,13 +360,7 @@ async fn embed(args: &[String]) -> Value {
     )
     .await;
     let seconds = started.elapsed().as_secs_f64();
-    let embedded = int(
-        &run(
-            &engine,
-            "SELECT CAST(count(e) AS BIGINT) FROM vectors",
-        )
-        .await,
-    );
+    let embedded = int(&run(&engine, "SELECT CAST(count(e) AS BIGINT) FROM vectors").await);
     assert_eq!(embedded, n);
     eprintln!(
         "text_bench: embedded {n} texts in {seconds:.2} s ({:.1}/s) with {threads} thread(s)",

@@ -8,24 +8,22 @@
 //! The engine knows nothing of Jupyter: completion, inspection and input completeness are answered in terms of
 //! text and byte offsets, and rendering is the caller's business.
 
+//!
+//! The engine is a facade over crates of its own, one per capability ([`kestrel_core`]: errors, results, the sys
+//! tables, the SQL dialect, vectors, live tables and views; [`kestrel_text`]: embed(), full-text and hybrid
+//! search; [`kestrel_time`]: time windows and ASOF joins). This crate parses cells, registers the capabilities with
+//! one session and runs statements; their modules are re-exported under their old names.
+
 pub mod catalog_view;
 pub mod complete;
-pub mod embed;
-pub mod error;
-pub mod input;
 pub mod inspect;
-mod names;
-mod optimize;
-mod outcome;
 pub mod parse;
-pub mod plot;
-pub mod sql;
-pub mod stream;
-pub mod sys;
-pub mod text;
-pub mod time;
-pub mod vector;
-pub mod views;
+#[cfg(test)]
+mod tests;
+
+pub use kestrel_core::{error, input, names, optimize, outcome, sql, stream, sys, vector, views};
+pub use kestrel_text::{self as text, embed};
+pub use kestrel_time as time;
 
 pub use complete::Completion;
 pub use error::{EngineError, ErrorKind};
@@ -211,6 +209,51 @@ impl Default for Engine {
 }
 
 impl Engine {
+    /// The plan of a cell whose last statement is a query: earlier statements run first.
+    pub async fn query_frame(
+        &self,
+        sql: &str,
+    ) -> Result<datafusion::dataframe::DataFrame, EngineError> {
+        let mut statements = self.parse(sql)?;
+        let Some(last) = statements.pop() else {
+            return Err(EngineError::new(
+                ErrorKind::Plan,
+                "expected a query (SELECT ...), found no statement",
+            ));
+        };
+        let count = statements.len() + 1;
+        let opts = crate::RunOptions::preview(0);
+        for (i, s) in statements.into_iter().enumerate() {
+            self.execute(s, &opts)
+                .await
+                .map_err(|e| e.in_statement(i, count))?;
+        }
+        let crate::Statement::Sql(last) = last else {
+            return Err(EngineError::new(
+                ErrorKind::Plan,
+                "expected a query (SELECT ...) as the last statement",
+            ));
+        };
+        let plan = self
+            .logical_plan(last)
+            .await
+            .map_err(|e| e.in_statement(count - 1, count))?;
+        let exists = |_: &datafusion::common::TableReference| false;
+        if !matches!(
+            crate::outcome::StatementKind::of(&plan, &exists),
+            crate::outcome::StatementKind::Query
+        ) {
+            return Err(EngineError::new(
+                ErrorKind::Plan,
+                "expected a query (SELECT ...) as the last statement, not a command",
+            ));
+        }
+        Ok(datafusion::dataframe::DataFrame::new(
+            self.ctx.state(),
+            plan,
+        ))
+    }
+
     /// A fresh session with every Kestrel extension registered.
     pub fn new() -> Self {
         let mut config = SessionConfig::new()

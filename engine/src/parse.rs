@@ -21,8 +21,7 @@ use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
 use std::ops::ControlFlow;
 
-/// The marker function an ASOF join's condition is wrapped in between parsing and planning.
-pub const ASOF_MARKER: &str = "__kestrel_asof";
+pub use crate::time::asof::ASOF_MARKER;
 
 /// One statement of a cell.
 #[derive(Debug, Clone)]
@@ -91,23 +90,7 @@ pub fn parse(sql: &str, dialect: &dyn Dialect) -> Result<Vec<Statement>, DataFus
             let (name, if_exists) = crate::text::syntax::parse_drop_analyzer(&mut parser.parser)?;
             out.push(Statement::DropAnalyzer { name, if_exists });
         } else if is_word(&next.token, Keyword::REFRESH) {
-            parser.parser.next_token();
-            parser
-                .parser
-                .expect_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW])?;
-            let concurrently = parser.parser.parse_keyword(Keyword::CONCURRENTLY);
-            let name = parser.parser.parse_object_name(false)?;
-            // PostgreSQL's WITH DATA (the default); WITH NO DATA would empty the view, which Kestrel does not do
-            if parser.parser.parse_keyword(Keyword::WITH) {
-                if parser.parser.parse_keyword(Keyword::NO) {
-                    return Err(ParserError::ParserError(format!(
-                        "REFRESH MATERIALIZED VIEW {name} WITH NO DATA is not supported: a Kestrel view always \
-                         holds its query's rows (DROP MATERIALIZED VIEW to discard them)"
-                    ))
-                    .into());
-                }
-                parser.parser.expect_keyword(Keyword::DATA)?;
-            }
+            let (name, concurrently) = crate::views::parse_refresh(&mut parser.parser)?;
             out.push(Statement::RefreshMaterializedView { name, concurrently });
         } else {
             let mut statement = parser.parse_statement()?;

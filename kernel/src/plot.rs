@@ -1,10 +1,10 @@
 //! `%%plot KIND [x=col] [y=col,...] [series=col] [title='...'] [bins=n] [width=px height=px]` then a query.
 //!
-//! The engine reduces the result ([`kestrel_engine::plot`]); this module parses the magic line and draws the
+//! The engine reduces the result ([`kestrel_plot`]); this module parses the magic line and draws the
 //! reduced data as SVG with plotters, plus a one-paragraph text/plain description of what was drawn.
 
 use kestrel_engine::group_thousands;
-use kestrel_engine::plot::{BoxStats, PlotData, PlotKind, PlotRequest, Shape, XAxis};
+use kestrel_plot::{BoxStats, PlotData, PlotKind, PlotRequest, Shape, XAxis};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 

@@ -52,7 +52,7 @@ impl SqlKernel {
         }
         let progress = Arc::new(Progress::default());
         let display = ProgressDisplay::start(out, progress);
-        let data = self.engine.plot(body, &args.request).await;
+        let data = kestrel_plot::plot(&self.engine, body, &args.request).await;
         drop(display);
         let data = match data {
             Ok(d) => d,

@@ -131,8 +131,7 @@ async fn run_once(engine: &Engine, query: &str) -> Result<MimeBundle, String> {
     // `%%watch 5s` over `%%plot ...` and its query: a plot that redraws itself.
     if let (Some(("plot", args)), body) = crate::sql_kernel::split_magic(query) {
         let args = plot::parse_args(args)?;
-        let data = engine
-            .plot(body, &args.request)
+        let data = kestrel_plot::plot(engine, body, &args.request)
             .await
             .map_err(|e| render::error_parts(&e).1)?;
         return plot::bundle(&data, &args);
