@@ -1,6 +1,8 @@
 """Kernel start-up and `SELECT 1` round trip, Kestrel next to ipykernel and jupysql+DuckDB, one harness, one run.
 
-Start-up: launch → first kernel_info_reply (jupyter_client's wait_for_ready), over --starts launches.
+Start-up: launch → the kernel's first kernel_info_reply on the shell channel, and launch → jupyter_client's
+wait_for_ready returning (what notebooks wait for: after the reply it drains IOPub until 0.2 s pass without a
+message, so no kernel starts faster than 0.2 s by that measure), medians over --starts launches.
 Round trip: execute_request sent → status idle received for it, over --cells cells after a warm-up.
 
     .venv/bin/python bench/kernel_latency.py [--starts 10] [--cells 300] [--record]
@@ -30,13 +32,21 @@ PEERS = [
 
 
 def start(kernel_name: str):
+    """The kernel started, and the seconds from launch to its first kernel_info_reply and to wait_for_ready."""
     km = KernelManager(kernel_name=kernel_name)
     t0 = time.perf_counter()
     km.start_kernel()
     kc = km.client()
     kc.start_channels()
+    # requests sent before the kernel binds its sockets wait in ZeroMQ's queue and are delivered on connection
+    msg_id = kc.kernel_info()
+    while True:
+        reply = kc.get_shell_msg(timeout=120)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            break
+    replied = time.perf_counter() - t0
     kc.wait_for_ready(timeout=120)
-    return km, kc, time.perf_counter() - t0
+    return km, kc, replied, time.perf_counter() - t0
 
 
 def run_cell(kc, code: str) -> float:
@@ -63,13 +73,14 @@ def pct(values: list[float], p: float) -> float:
 
 
 def measure(label, kernel, setup, cell, starts, cells):
-    startups = []
+    replies, readies = [], []
     for _ in range(starts):
-        km, kc, t = start(kernel)
-        startups.append(t)
+        km, kc, replied, ready = start(kernel)
+        replies.append(replied)
+        readies.append(ready)
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-    km, kc, _ = start(kernel)
+    km, kc, _, _ = start(kernel)
     for code in setup:
         run_cell(kc, code)
     for _ in range(20):
@@ -79,7 +90,8 @@ def measure(label, kernel, setup, cell, starts, cells):
     km.shutdown_kernel(now=True)
     return {
         "label": label,
-        "startup_ms": statistics.median(startups) * 1000,
+        "reply_ms": statistics.median(replies) * 1000,
+        "startup_ms": statistics.median(readies) * 1000,
         "p50_ms": pct(trips, 50) * 1000,
         "p99_ms": pct(trips, 99) * 1000,
     }
@@ -103,14 +115,15 @@ def main():
         "Peers: " + ", ".join(f"{p} {version(p)}" for p in ("ipykernel", "jupysql", "duckdb", "duckdb-engine", "jupyter_client")) + ".",
         f"Command: `.venv/bin/python bench/kernel_latency.py --starts {args.starts} --cells {args.cells} --record`.",
         "",
-        "| kernel | start-up (launch → kernel_info_reply), median | round trip p50 | round trip p99 |",
-        "|---|---:|---:|---:|",
+        "| kernel | launch → kernel_info_reply, median | launch → wait_for_ready (+0.2 s IOPub drain), median | round trip p50 | round trip p99 |",
+        "|---|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['label']} | {r['startup_ms']:.0f} ms | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms |")
+        lines.append(f"| {r['label']} | {r['reply_ms']:.0f} ms | {r['startup_ms']:.0f} ms | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms |")
     lines += [
         "",
-        f"Kestrel / ipykernel: start-up {kestrel['startup_ms'] / ipy['startup_ms']:.2f}x (target ≤ 0.5x), "
+        f"Kestrel / ipykernel: start-up {kestrel['startup_ms'] / ipy['startup_ms']:.2f}x to wait_for_ready (target ≤ 0.5x), "
+        f"{kestrel['reply_ms'] / ipy['reply_ms']:.2f}x to the kernel_info_reply; "
         f"round trip p50 {kestrel['p50_ms'] / ipy['p50_ms']:.2f}x (target ≤ 1.0x). "
         f"Kestrel / jupysql: round trip p50 {kestrel['p50_ms'] / jupysql['p50_ms']:.2f}x (target ≤ 0.3x).",
         "",
