@@ -53,4 +53,6 @@ say "pytest (kernel protocol, notebooks, CLI)"
 export KESTREL_BIN="$VENV/bin/kestrel"
 export KESTREL_HISTORY="$(mktemp -d)/history.jsonl"
 cd "$KESTREL_ROOT"
-"$VENV/bin/python" -m pytest tests -q -p no:cacheprovider "$@"
+targets=(tests)  # unless the arguments name test files themselves
+for a in "$@"; do case "$a" in tests/*) targets=() ;; esac; done
+"$VENV/bin/python" -m pytest "${targets[@]}" -q -p no:cacheprovider "$@"

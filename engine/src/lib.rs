@@ -275,6 +275,8 @@ impl Engine {
             .execution
             .skip_partial_aggregation_probe_ratio_threshold = 0.5;
         let sources = Arc::new(stream::Sources::default());
+        // a live table stays live under its vector indexes
+        sources.add_wrapper(vector::index::IndexedTable::live_under);
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()

@@ -87,15 +87,36 @@ impl DeadLetters {
     }
 }
 
+/// Finds the live table under a table provider that wraps one (a vector index over a live table), or None.
+/// Capabilities that wrap tables register theirs with [`Sources::add_wrapper`], so this module needs none of them.
+pub type LiveUnder = fn(&dyn std::any::Any) -> Option<Arc<LiveTable>>;
+
 /// The session's live tables.
 #[derive(Debug, Default)]
 pub struct Sources {
     /// Keyed by the fully qualified name (its `to_string()`), with the reference itself for lookups.
     tables: Mutex<BTreeMap<String, (TableReference, Arc<LiveTable>)>>,
     pub dead: Arc<DeadLetters>,
+    wrappers: Mutex<Vec<LiveUnder>>,
 }
 
 impl Sources {
+    /// Registers how to see through a kind of table that wraps a live table (the table stays live under it).
+    pub fn add_wrapper(&self, under: LiveUnder) {
+        if let Ok(mut w) = self.wrappers.lock() {
+            w.push(under);
+        }
+    }
+
+    /// The live table registered as `provider`, itself or under a registered wrapper.
+    fn live_in(&self, provider: &dyn std::any::Any) -> Option<Arc<LiveTable>> {
+        if let Some(lp) = provider.downcast_ref::<LiveProvider>() {
+            return Some(lp.0.clone());
+        }
+        let wrappers = self.wrappers.lock().map(|w| w.clone()).unwrap_or_default();
+        wrappers.iter().find_map(|under| under(provider))
+    }
+
     pub fn all(&self) -> Vec<Arc<LiveTable>> {
         self.tables
             .lock()
@@ -170,16 +191,9 @@ impl Sources {
         for (key, name, live) in tables {
             let current = ctx.table_provider(name).await.ok();
             let same = current.as_ref().is_some_and(|p| {
-                let any: &dyn std::any::Any = p.as_ref();
                 // the table itself, or the table under its vector indexes
-                let registered = any
-                    .downcast_ref::<LiveProvider>()
-                    .map(|lp| &lp.0)
-                    .or_else(|| {
-                        any.downcast_ref::<crate::vector::index::IndexedTable>()
-                            .and_then(|t| t.live())
-                    });
-                registered.is_some_and(|l| Arc::ptr_eq(l, &live))
+                let any: &dyn std::any::Any = p.as_ref();
+                self.live_in(any).is_some_and(|l| Arc::ptr_eq(&l, &live))
             });
             if !same {
                 live.stop();
