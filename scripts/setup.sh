@@ -72,6 +72,19 @@ build_kestrel() {
   # Without CI in the environment: rust-analyzer's crates (evcxr) read it at compile time (option_env!), so a build
   # with CI=true and one without would each rebuild them and all that depends on them.
   (cd "$KESTREL_ROOT" && env -u CI cargo build --locked --workspace "${timings[@]}" "$@")
+  prune_build_cache
+}
+
+# Cargo keeps incremental state per crate and per clone path (1.5 GB for one clone of Kestrel) and never removes
+# that of a clone that is gone or a crate no longer built: state no build has touched for 14 days is removed (a
+# crate it belonged to compiles once without it). KESTREL_KEEP_CACHE=1 keeps everything.
+prune_build_cache() {
+  [ -n "${KESTREL_KEEP_CACHE:-}" ] && return 0
+  local inc
+  for inc in "$CARGO_TARGET_DIR"/*/incremental; do
+    [ -d "$inc" ] || continue
+    find "$inc" -mindepth 1 -maxdepth 1 -type d -mtime +14 -exec rm -rf {} + 2>/dev/null || true
+  done
 }
 
 # Puts the built binary in the venv and registers the `kestrel` kernelspec there.
