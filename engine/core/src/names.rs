@@ -288,14 +288,14 @@ pub fn resolve(
     ctx: &SessionContext,
     name: &datafusion::sql::sqlparser::ast::ObjectName,
 ) -> datafusion::common::Result<TableReference> {
-    let state = ctx.state();
-    let normalize = state
-        .config()
-        .options()
-        .sql_parser
-        .enable_ident_normalization;
+    let state = ctx.state_ref();
+    let state = state.read();
+    let options = state.config().options();
+    let normalize = options.sql_parser.enable_ident_normalization;
     let r = datafusion::sql::planner::object_name_to_table_reference(name.clone(), normalize)?;
-    let opts = &state.config().options().catalog;
-    let full = r.resolve(&opts.default_catalog, &opts.default_schema);
+    let full = r.resolve(
+        &options.catalog.default_catalog,
+        &options.catalog.default_schema,
+    );
     Ok(TableReference::full(full.catalog, full.schema, full.table))
 }

@@ -203,7 +203,7 @@ pub async fn create_index(
         );
     };
     let table = IndexedTable::attach(ctx, &table_name, "CREATE INDEX").await?;
-    let threads = ctx.state().config().target_partitions().max(1);
+    let threads = ctx.state_ref().read().config().target_partitions().max(1);
     let index = VectorIndex::new(
         name.clone(),
         table_name.clone(),

@@ -333,7 +333,7 @@ async fn apply(
             view.install(
                 batches,
                 started.elapsed(),
-                ctx.state().config().target_partitions(),
+                ctx.state_ref().read().config().target_partitions(),
             );
             if let Ok(mut p) = view.progress.lock() {
                 p.pending = false;
@@ -476,7 +476,7 @@ async fn apply(
             view.install(
                 batches,
                 started.elapsed(),
-                ctx.state().config().target_partitions(),
+                ctx.state_ref().read().config().target_partitions(),
             );
             if let Ok(mut p) = view.progress.lock() {
                 p.state = Some(state);

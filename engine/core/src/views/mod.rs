@@ -512,7 +512,7 @@ impl Registry {
                 took: Duration::ZERO,
             }),
         });
-        let partitions = ctx.state().config().target_partitions();
+        let partitions = ctx.state_ref().read().config().target_partitions();
         view.install(batches, started.elapsed(), partitions);
         if let Some(source) = continuous::live_source(&view, live) {
             continuous::initial(ctx, &view, &source).await?;
@@ -613,7 +613,7 @@ impl Registry {
         view.install(
             batches,
             started.elapsed(),
-            ctx.state().config().target_partitions(),
+            ctx.state_ref().read().config().target_partitions(),
         );
         Ok(())
     }
