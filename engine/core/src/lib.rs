@@ -9,8 +9,10 @@
 //! - [`views`]: materialized and continuous views;
 //! - [`optimize`]: optimizer rules every query gets.
 //!
-//! Vectors, live tables and views still import each other (an index follows a live table's appends and a view's
-//! rows), so they share this crate until they meet through traits here instead.
+//! The four capability modules depend on each other in one direction only: `stream` ← `views` (a continuous
+//! view follows a live table) ← `vector` (an index follows a live table's appends and a view's rows) ← `sql`
+//! (FLOAT_VECTOR types, REFRESH in a function body). Each could become a crate of its own in that order; they share
+//! this one until a split pays for its build time.
 
 pub mod error;
 pub mod input;

@@ -14,8 +14,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::common::{plan_err, Result, TableReference};
 use datafusion::execution::context::SessionContext;
 use datafusion::sql::sqlparser::ast::{
-    self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem, SetExpr, SqlOption,
-    Value,
+    self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem, SetExpr, Value,
 };
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Word};
@@ -305,23 +304,6 @@ impl SysTable for SysHypertables {
     }
 }
 
-/// Whether a CREATE MATERIALIZED VIEW asked to be continuous: `WITH (timescaledb.continuous)` or
-/// `WITH (continuous = true)`.
-pub fn is_continuous(options: &ast::CreateTableOptions) -> bool {
-    let list = match options {
-        ast::CreateTableOptions::With(l) | ast::CreateTableOptions::Options(l) => l,
-        _ => return false,
-    };
-    list.iter().any(|o| match o {
-        SqlOption::KeyValue { key, value } => {
-            let k = key.value.to_ascii_lowercase();
-            (k == "timescaledb.continuous" || k == "continuous")
-                && !matches!(value, Expr::Value(v) if matches!(v.value, Value::Boolean(false)))
-        }
-        _ => false,
-    })
-}
-
 fn is_word(t: &Token, k: Keyword) -> bool {
     matches!(t, Token::Word(Word { keyword, quote_style: None, .. }) if *keyword == k)
 }
@@ -488,6 +470,6 @@ mod tests {
         let datafusion::sql::sqlparser::ast::Statement::CreateView(c) = st.as_ref() else {
             panic!("{st}")
         };
-        assert!(super::is_continuous(&c.options), "{st}");
+        assert!(crate::views::is_continuous(&c.options), "{st}");
     }
 }

@@ -489,7 +489,7 @@ impl Registry {
                 .or_else(|| live.get(TableReference::from(s.as_str()).table()))
                 .is_some()
         });
-        let on_write = crate::sql::timescale::is_continuous(&c.options);
+        let on_write = is_continuous(&c.options);
         let moving = moving_time(&plan);
         let view = Arc::new(MaterializedView {
             name: name.clone(),
@@ -769,6 +769,23 @@ impl SysViews {
         ];
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
+}
+
+/// Whether a CREATE MATERIALIZED VIEW asked to be continuous: `WITH (timescaledb.continuous)` or
+/// `WITH (continuous = true)`.
+pub fn is_continuous(options: &ast::CreateTableOptions) -> bool {
+    let list = match options {
+        ast::CreateTableOptions::With(l) | ast::CreateTableOptions::Options(l) => l,
+        _ => return false,
+    };
+    list.iter().any(|o| match o {
+        ast::SqlOption::KeyValue { key, value } => {
+            let k = key.value.to_ascii_lowercase();
+            (k == "timescaledb.continuous" || k == "continuous")
+                && !matches!(value, ast::Expr::Value(v) if matches!(v.value, ast::Value::Boolean(false)))
+        }
+        _ => false,
+    })
 }
 
 /// `REFRESH MATERIALIZED VIEW [CONCURRENTLY] name [WITH DATA]`, from its first word on: the view's name and whether
