@@ -77,13 +77,26 @@ build_kestrel() {
 
 # Cargo keeps incremental state per crate and per clone path (1.5 GB for one clone of Kestrel) and never removes
 # that of a clone that is gone or a crate no longer built: state no build has touched for 14 days is removed (a
-# crate it belonged to compiles once without it). KESTREL_KEEP_CACHE=1 keeps everything.
+# crate it belonged to compiles once without it). Nor does it remove the artifacts of dependency versions,
+# features or profiles no longer built (a Cargo.lock update or a profile change leaves gigabytes behind): those no
+# build has read for 30 days go too, judged by access time, so only where the file system records it (not on a
+# noatime mount). KESTREL_KEEP_CACHE=1 keeps everything.
 prune_build_cache() {
   [ -n "${KESTREL_KEEP_CACHE:-}" ] && return 0
-  local inc
+  local inc profile
   for inc in "$CARGO_TARGET_DIR"/*/incremental; do
     [ -d "$inc" ] || continue
     find "$inc" -mindepth 1 -maxdepth 1 -type d -mtime +14 -exec rm -rf {} + 2>/dev/null || true
+  done
+  if findmnt -no OPTIONS -T "$CARGO_TARGET_DIR" 2>/dev/null | grep -qw noatime; then
+    return 0
+  fi
+  for profile in "$CARGO_TARGET_DIR"/debug "$CARGO_TARGET_DIR"/release; do
+    [ -d "$profile/deps" ] || continue
+    # rustc reads a dependency's .rmeta/.rlib for every crate built on it; cargo rebuilds a unit whose output is
+    # missing. (build/ is left alone: a build script's output directory, librdkafka's library for one, is read at
+    # link time without cargo noticing when it is gone.)
+    find "$profile/deps" -maxdepth 1 -type f -atime +30 -delete 2>/dev/null || true
   done
 }
 
