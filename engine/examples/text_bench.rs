@@ -109,6 +109,10 @@ async fn measure(engine: &Engine, sqls: &[String]) -> Value {
            "statement": summary(statement_ms), "cell": summary(cell_ms), "results": results})
 }
 
+fn p50(m: &Value, what: &str) -> f64 {
+    m[what]["p50_ms"].as_f64().unwrap_or(f64::NAN)
+}
+
 async fn fulltext(args: &[String]) -> Value {
     let docs = flag(args, "--docs").expect("--docs");
     let queries: Value = serde_json::from_str(
@@ -179,7 +183,10 @@ async fn fulltext(args: &[String]) -> Value {
         let m = measure(&engine, &sqls).await;
         eprintln!(
             "text_bench: {kind}: cell p50 {:.3} ms, statement p50 {:.3} ms, exec p50 {:.3} ms, plan p50 {:.3} ms",
-            m["cell"]["p50_ms"], m["statement"]["p50_ms"], m["exec"]["p50_ms"], m["plan"]["p50_ms"]
+            p50(&m, "cell"),
+            p50(&m, "statement"),
+            p50(&m, "exec"),
+            p50(&m, "plan")
         );
         kinds.insert(kind.into(), m);
     }
