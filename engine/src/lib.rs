@@ -586,8 +586,7 @@ impl Engine {
                 wrap,
             ));
             // `state` is this statement's own copy: swapping its catalog costs nothing, where
-            // SessionStateBuilder::new_from_existing(..).build() re-registered every function (a fifth of a
-            // MATCH statement's time).
+            // SessionStateBuilder::new_from_existing(..).build() re-registered every function on each statement.
             state.register_catalog_list(view);
         }
         let plan = state.statement_to_plan(statement).await?;
