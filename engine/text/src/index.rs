@@ -230,6 +230,19 @@ impl TableText {
         })
     }
 
+    /// Whether the index already holds exactly the rows of `snapshot`, so that [`TableText::refresh`] would have
+    /// nothing to do. False while another statement is refreshing it.
+    pub fn is_current(&self, snapshot: &TableSnapshot) -> bool {
+        let Ok(guard) = self.built.try_lock() else {
+            return false;
+        };
+        guard.as_ref().is_some_and(|b| {
+            b.version == snapshot.version()
+                && snapshot.oldest_key().is_none_or(|k| k <= b.evicted_below)
+                && snapshot.rows_beyond(&b.watermark) == 0
+        })
+    }
+
     /// Takes in every row of `snapshot` the index does not have (all of them if the table was rewritten), deletes
     /// evicted rows of a live table, and commits if anything changed. `progress(done, total)` is told as rows go in.
     pub fn refresh(&self, snapshot: &TableSnapshot, progress: &dyn Fn(usize, usize)) -> Result<()> {

@@ -520,6 +520,12 @@ impl ExecutionPlan for TextSearchExec {
         let run = self.run.clone();
         let stream = futures::stream::once(async move {
             let snapshot = run.indexed.snapshot().await;
+            if run.text.is_current(&snapshot) {
+                // nothing to take in: the search is CPU work like any operator's, done where the stream is
+                // polled (a hand-off to the blocking pool cost more than a top-10 search on 100k documents)
+                return TextSearchExec::search(&run, snapshot);
+            }
+            // rows to index and a commit first, which may take seconds: off the async workers
             let worker = run.clone();
             tokio::task::spawn_blocking(move || TextSearchExec::search(&worker, snapshot))
                 .await
