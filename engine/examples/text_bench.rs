@@ -386,6 +386,7 @@ async fn embed(args: &[String]) -> Value {
 }
 
 fn main() {
+    kestrel_engine::embed::configure_process();
     let args: Vec<String> = std::env::args().skip(1).collect();
     // full text on one thread; embed() with as many runtime workers as partitions, as the kernel runs it
     let threads: usize = flag(&args, "--threads")

@@ -75,6 +75,8 @@ fn main() -> std::process::ExitCode {
     // evcxr runs Rust cells in a child process that is this binary again (and wraps rustc with it for its build
     // cache): in those roles this call does not return.
     evcxr::runtime_hook();
+    // before any thread starts (it sets an environment variable)
+    kestrel_engine::embed::configure_process();
     let args = Args::parse();
     let is_kernel = matches!(args.command, Command::Kernel { .. });
     if is_kernel {

@@ -9,6 +9,8 @@ use super::bert::{cpu, mean_pool_normalized, Bert, Config};
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 /// Texts run through the network together; sorted by length first, so a batch's padding stays small.
@@ -90,17 +92,59 @@ impl Model {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         // longest first: the slowest batch starts at once and the padding of each batch stays small
         order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+        let chunks: Vec<&[usize]> = order.chunks(BATCH).collect();
         let mut out = vec![Vec::new(); texts.len()];
         let mut finished = 0;
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let vectors = self.embed_batch(batch)?;
+        let mut place = |chunk: &[usize], vectors: Vec<Vec<f32>>| {
             for (&i, v) in chunk.iter().zip(vectors) {
                 out[i] = v;
             }
             finished += chunk.len();
-            done(finished)?;
+            finished
+        };
+        let workers = candle_core::utils::get_num_threads().min(chunks.len());
+        if workers <= 1 {
+            for chunk in chunks {
+                let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+                let vectors = self.embed_batch(batch)?;
+                done(place(chunk, vectors))?;
+            }
+            return Ok(out);
         }
+        // Several batches at once, one per thread, each thread's matrix products on a one-thread rayon pool of
+        // its own: small products split over threads spend more time waiting for each other than computing.
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel::<(usize, Result<Vec<Vec<f32>>, String>)>();
+        std::thread::scope(|scope| -> Result<(), String> {
+            for _ in 0..workers {
+                let (tx, next, stop, chunks) = (tx.clone(), &next, &stop, &chunks);
+                scope.spawn(move || {
+                    let work = || loop {
+                        let at = next.fetch_add(1, Ordering::Relaxed);
+                        if at >= chunks.len() || stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let batch: Vec<&str> = chunks[at].iter().map(|&i| texts[i]).collect();
+                        if tx.send((at, self.embed_batch(batch))).is_err() {
+                            break;
+                        }
+                    };
+                    match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+                        Ok(pool) => pool.install(work),
+                        Err(_) => work(),
+                    }
+                });
+            }
+            drop(tx);
+            let result = rx.iter().try_for_each(|(at, vectors)| {
+                let finished = place(chunks[at], vectors?);
+                done(finished)
+            });
+            // an error or an interrupt: the workers stop after the batch they are on
+            stop.store(true, Ordering::Relaxed);
+            result
+        })?;
         Ok(out)
     }
 
