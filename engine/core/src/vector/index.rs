@@ -695,12 +695,12 @@ impl IndexedTable {
         }
     }
 
-    /// The live table under the indexes, if that is what they index.
     /// The live table under an indexed table, for [`crate::stream::Sources::add_wrapper`].
     pub fn live_under(provider: &dyn std::any::Any) -> Option<Arc<LiveTable>> {
         provider.downcast_ref::<IndexedTable>()?.live().cloned()
     }
 
+    /// The live table under the indexes, if that is what they index.
     pub fn live(&self) -> Option<&Arc<LiveTable>> {
         match &self.rows {
             Rows::Live(l) => Some(l),
